@@ -1,0 +1,1 @@
+"""signals layer (see DESIGN §2)."""

@@ -1,0 +1,1 @@
+"""Local Kubernetes API emulator, process kubelet and simulated node pools."""

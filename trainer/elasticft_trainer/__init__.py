@@ -1,0 +1,1 @@
+"""The torchrun worker program of ElasticFT."""
