@@ -1,0 +1,207 @@
+"""Checking FineTuneJob documents: schema errors (pydantic) and semantic rules, each naming the field.
+
+`validate_document` is pure: the caller passes `now` (the CLI uses the clock, the operator uses the
+object's creationTimestamp so a deadline that passes mid-run does not invalidate a running job).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from elasticft.api.models import FineTuneJob, FineTuneJobSpec, PricingSource
+
+RESERVED_ENV_PREFIX = "ELASTICFT_"
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One broken rule: the field path as a user writes it and the rule, e.g.
+    `spec.elastic.minWorkers: must be <= maxWorkers (4 > 2)`."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+def _path(loc: Iterable[int | str]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(document)"
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _schema_message(error: ErrorDetails) -> str:
+    kind, ctx = error["type"], error.get("ctx", {})
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return "unknown field (not part of the FineTuneJob API)"
+    bounds = {
+        "greater_than_equal": (">=", "ge"),
+        "greater_than": (">", "gt"),
+        "less_than_equal": ("<=", "le"),
+        "less_than": ("<", "lt"),
+    }
+    if kind in bounds:
+        symbol, key = bounds[kind]
+        return f"must be {symbol} {ctx[key]} (got {_shown(error['input'])})"
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+    return f"{message[0].lower()}{message[1:]} (got {_shown(error['input'])})"
+
+
+def schema_errors(exc: ValidationError) -> list[FieldError]:
+    """The pydantic errors of a document, one FieldError per broken field."""
+    return [FieldError(_path(e["loc"]), _schema_message(e)) for e in exc.errors()]
+
+
+def feasible_world_sizes(spec: FineTuneJobSpec) -> list[int]:
+    """Worker counts w in [minWorkers, maxWorkers] for which globalBatchSize splits evenly over
+    w × nprocPerWorker processes, so every rescale keeps the exact same optimisation."""
+    per_worker = spec.nproc_per_worker
+    return [
+        w
+        for w in range(spec.elastic.min_workers, spec.elastic.max_workers + 1)
+        if spec.global_batch_size % (w * per_worker) == 0
+    ]
+
+
+def _cheapest_price(spec: FineTuneJobSpec) -> float | None:
+    pools = [spec.capacity.spot, spec.capacity.on_demand]
+    prices = [p.price_per_hour for p in pools if p.enabled and p.price_per_hour is not None]
+    return min(prices) if prices else None
+
+
+def semantic_errors(job: FineTuneJob, now: datetime) -> list[FieldError]:
+    """Rules that span fields or depend on time; each error names the field a user must change."""
+    spec = job.spec
+    errors: list[FieldError] = []
+
+    def fail(path: str, message: str) -> None:
+        errors.append(FieldError(f"spec.{path}", message))
+
+    elastic = spec.elastic
+    if elastic.min_workers > elastic.max_workers:
+        fail("elastic.minWorkers", f"must be <= maxWorkers ({elastic.min_workers} > {elastic.max_workers})")
+    if (spec.total_steps is None) == (spec.epochs is None):
+        fail("totalSteps", "exactly one of totalSteps and epochs must be set")
+
+    ranks_at_max = elastic.max_workers * spec.nproc_per_worker
+    if spec.global_batch_size < ranks_at_max:
+        fail(
+            "globalBatchSize",
+            f"must be >= maxWorkers × nprocPerWorker = {ranks_at_max} so every process gets a sample "
+            f"(got {spec.global_batch_size})",
+        )
+    elif elastic.min_workers <= elastic.max_workers:
+        for bound, workers in (("minWorkers", elastic.min_workers), ("maxWorkers", elastic.max_workers)):
+            ranks = workers * spec.nproc_per_worker
+            if spec.global_batch_size % ranks:
+                fail(
+                    "globalBatchSize",
+                    f"must be divisible by the {ranks} processes of {bound}={workers} "
+                    f"({spec.global_batch_size} % {ranks} = {spec.global_batch_size % ranks})",
+                )
+
+    objective = spec.objective
+    if objective.deadline is not None and objective.max_duration is not None:
+        fail("objective.deadline", "set either deadline or maxDuration, not both")
+    if objective.deadline is not None:
+        deadline = objective.deadline
+        if deadline.tzinfo is None:
+            fail("objective.deadline", "must be an RFC 3339 time with a zone, e.g. 2026-12-01T18:00:00Z")
+        elif deadline <= now:
+            fail("objective.deadline", f"must be in the future (it is {deadline.isoformat()}, now {now.isoformat()})")
+
+    capacity = spec.capacity
+    if not capacity.spot.enabled and not capacity.on_demand.enabled:
+        fail("capacity", "at least one of spot and onDemand must be enabled")
+    if (
+        capacity.spot.enabled
+        and capacity.on_demand.enabled
+        and capacity.spot.node_selector == capacity.on_demand.node_selector
+    ):
+        fail("capacity.onDemand.nodeSelector", "must differ from spot's, or spot and on-demand cannot be told apart")
+    pricing = capacity.pricing
+    if pricing.source == PricingSource.CONFIG_MAP and not pricing.config_map_name:
+        fail("capacity.pricing.configMapName", "required when source is ConfigMap")
+    if pricing.source == PricingSource.PROMETHEUS:
+        if not (pricing.spot_query and pricing.on_demand_query):
+            fail("capacity.pricing.spotQuery", "spotQuery and onDemandQuery are required when source is Prometheus")
+        if not spec.metrics.prometheus_url:
+            fail("metrics.prometheusURL", "required when capacity.pricing.source is Prometheus")
+    if spec.metrics.prometheus_url and not spec.metrics.prometheus_url.startswith(("http://", "https://")):
+        fail("metrics.prometheusURL", f"must be an http(s) URL (got {spec.metrics.prometheus_url!r})")
+
+    cheapest = _cheapest_price(spec)
+    budget = objective.budget
+    if budget.max_cost_per_hour is not None and cheapest is not None:
+        floor = cheapest * elastic.min_workers
+        if budget.max_cost_per_hour < floor:
+            fail(
+                "objective.budget.maxCostPerHour",
+                f"is below the cheapest possible rate: minWorkers={elastic.min_workers} × {cheapest}/h = {floor:.2f}/h",
+            )
+    prior = spec.throughput_prior
+    if budget.max_total_cost is not None and cheapest is not None and prior and spec.total_steps:
+        # One worker is the most cost-efficient size under a sublinear curve, so this is a lower bound.
+        hours = spec.total_steps * spec.global_batch_size / prior.samples_per_second / 3600
+        floor = hours * cheapest
+        if budget.max_total_cost < floor:
+            fail(
+                "objective.budget.maxTotalCost",
+                f"is below the cheapest possible run ({hours:.2f} worker-hours × {cheapest}/h = {floor:.2f})",
+            )
+
+    volume = spec.checkpoint.volume
+    chosen = [name for name, on in (("claimName", volume.claim_name), ("emptyDir", volume.empty_dir),
+                                      ("hostPath", volume.host_path)) if on]
+    if len(chosen) > 1:
+        fail("checkpoint.volume", f"set at most one of claimName, emptyDir, hostPath (got {', '.join(chosen)})")
+    if spec.checkpoint.interval_steps is None and spec.checkpoint.interval_seconds is None:
+        fail("checkpoint.intervalSteps", "set intervalSteps or intervalSeconds (or both)")
+
+    seen: set[str] = set()
+    for index, var in enumerate(spec.env):
+        if var.name.startswith(RESERVED_ENV_PREFIX):
+            fail(f"env[{index}].name", f"names starting with {RESERVED_ENV_PREFIX} are set by the operator")
+        if var.name in seen:
+            fail(f"env[{index}].name", f"duplicate variable {var.name}")
+        seen.add(var.name)
+
+    gpus = spec.resources.limits.get(GPU_RESOURCE, spec.resources.requests.get(GPU_RESOURCE))
+    if gpus is not None and str(gpus) != str(spec.nproc_per_worker):
+        fail("nprocPerWorker", f"must equal the {GPU_RESOURCE} per worker ({spec.nproc_per_worker} != {gpus})")
+    if spec.micro_batch_size is not None and spec.micro_batch_size > spec.global_batch_size:
+        fail("microBatchSize", f"must be <= globalBatchSize ({spec.micro_batch_size} > {spec.global_batch_size})")
+    return errors
+
+
+def validate_document(document: object, now: datetime) -> tuple[FineTuneJob | None, list[FieldError]]:
+    """A parsed FineTuneJob and no errors, or None and every error found (schema first, then
+    semantics, which only run on a schema-valid document)."""
+    if not isinstance(document, dict):
+        kind = "empty" if document is None else type(document).__name__
+        return None, [FieldError("(document)", f"must be a mapping (a Kubernetes object), got {kind}")]
+    try:
+        job = FineTuneJob.model_validate(document)
+    except ValidationError as exc:
+        return None, schema_errors(exc)
+    errors = semantic_errors(job, now)
+    return (None, errors) if errors else (job, [])
+
