@@ -133,12 +133,16 @@ class CapacityPool(ApiModel):
     price_per_hour: float | None = Field(None, ge=0, description="USD per worker-hour (Static pricing).")
 
 
-def _spot_default() -> CapacityPool:
-    return CapacityPool(node_selector={"karpenter.sh/capacity-type": "spot"})
+class SpotCapacity(CapacityPool):
+    node_selector: dict[str, str] = Field(
+        default_factory=lambda: {"karpenter.sh/capacity-type": "spot"}, description="Placement labels."
+    )
 
 
-def _on_demand_default() -> CapacityPool:
-    return CapacityPool(node_selector={"karpenter.sh/capacity-type": "on-demand"})
+class OnDemandCapacity(CapacityPool):
+    node_selector: dict[str, str] = Field(
+        default_factory=lambda: {"karpenter.sh/capacity-type": "on-demand"}, description="Placement labels."
+    )
 
 
 class Pricing(ApiModel):
@@ -151,8 +155,8 @@ class Pricing(ApiModel):
 
 
 class Capacity(ApiModel):
-    spot: CapacityPool = Field(default_factory=_spot_default)
-    on_demand: CapacityPool = Field(default_factory=_on_demand_default)
+    spot: SpotCapacity = Field(default_factory=SpotCapacity)
+    on_demand: OnDemandCapacity = Field(default_factory=OnDemandCapacity)
     pricing: Pricing = Field(default_factory=Pricing)
 
 
