@@ -54,7 +54,8 @@ kind-load:  ## copy the locally built images into every kind node (no registry n
 deploy:  ## install or upgrade the chart with the local operator image, and wait until it is ready
 	kubectl apply --server-side -f charts/elasticft/crds/  # helm installs CRDs once and never upgrades them
 	helm upgrade --install elasticft charts/elasticft --namespace $(NAMESPACE) --create-namespace \
-	  --set image.repository=$(IMAGE_PREFIX)/operator --set image.tag=$(IMAGE_TAG) --wait --timeout 5m
+	  --set image.repository=$(IMAGE_PREFIX)/operator --set image.tag=$(IMAGE_TAG) \
+	  --set-string 'nodeSelector.karpenter\.sh/capacity-type=on-demand' --wait --timeout 5m
 
 e2e-kind: kind-up images kind-load deploy  ## run $(E2E_JOB) on kind, drain the spot node under a worker, expect Succeeded
 	kubectl patch --local -f $(E2E_JOB) --type merge -o yaml \

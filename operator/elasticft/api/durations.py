@@ -18,7 +18,7 @@ def parse_duration(text: str) -> float:
     """Seconds in a Go-style duration string such as `1h30m` or `45s`; ValueError if malformed."""
     if not _WHOLE.match(text):
         raise ValueError("must be a duration such as 90s, 15m or 1h30m")
-    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _PART.findall(text))
+    return float(sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _PART.findall(text)))
 
 
 def format_duration(seconds: float) -> str:

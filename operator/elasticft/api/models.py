@@ -277,6 +277,7 @@ class Cost(ApiModel):
     accrued: float = Field(0.0, description="USD spent so far.")
     rate_per_hour: float = Field(0.0, description="USD per hour at the current size.")
     projected_total: float = Field(0.0, description="Accrued plus the projected rest.")
+    updated_time: datetime | None = Field(None, description="When accrued was last brought up to date.")
 
 
 class LastCheckpoint(ApiModel):
@@ -304,6 +305,11 @@ class FineTuneJobStatus(ApiModel):
     restarts: int = 0
     rescales: int = 0
     last_decision: str = ""
+    launched_generation: int = Field(0, description="Latest generation whose pods were all created.")
+    last_rescale_time: datetime | None = Field(None, description="When the current generation was decided.")
+    restart_overhead_seconds: float = Field(
+        0.0, description="Measured time from a rescale decision to the new world running (the policy's d)."
+    )
     start_time: datetime | None = None
     completion_time: datetime | None = None
 

@@ -12,6 +12,11 @@ removes it. For a fixed lambda the best schedule maximises
 which is a shortest path over (tick, configuration): a Viterbi recursion, vectorised over start points
 and configurations with numpy. Bisection on lambda finds the smallest value whose schedule finishes;
 that schedule is then replayed by the simulator, so its cost is measured exactly like every policy's.
+
+The work of a schedule jumps with lambda (every on-demand tick has the same value, so they all enter at
+once): the schedule at the bisection's upper end can carry far more work than C. `_trim_surplus` then
+removes the most expensive work per hour first (ticks at the end of runs that use on-demand workers)
+for as long as the surplus covers it.
 Counting the whole X(n) * d as lost even when a configuration runs shorter than d only under-states the
 work, so the schedule found always finishes. L(lambda) = lambda * C - max_schedule(...) is a lower bound
 on the optimum (weak duality); `OmniscientPlan.lower_bound` reports it, so the gap is visible.
@@ -123,5 +128,49 @@ def plan(job: SimJob, trace: SpotTrace, starts: list[int]) -> OmniscientPlan:
             schedule[i] = configs[state]
             if switched_at[i][b, state]:
                 state = int(came_from[i][b])
-        schedules.append(schedule)
+        schedules.append(_trim_surplus(job, schedule, gap))
     return OmniscientPlan(schedules, lower_bound, feasible)
+
+
+def _runs(schedule: list[Config]) -> list[tuple[int, int]]:
+    """Maximal [start, end) runs of one non-idle configuration."""
+    runs = []
+    start = 0
+    for i in range(1, len(schedule) + 1):
+        if i == len(schedule) or schedule[i] != schedule[start]:
+            if schedule[start] != IDLE:
+                runs.append((start, i))
+            start = i
+    return runs
+
+
+def _schedule_work(job: SimJob, schedule: list[Config], gap: float) -> float:
+    d = job.restart_overhead_hours
+    return sum(job.speedup[sum(schedule[a])] * max((b - a) * gap - d, 0.0) for a, b in _runs(schedule))
+
+
+def _trim_surplus(job: SimJob, schedule: list[Config], gap: float) -> list[Config]:
+    """Idle the costliest on-demand ticks (run ends) while the work left still covers the job."""
+    trimmed = list(schedule)
+    surplus = _schedule_work(job, trimmed, gap) - job.work_hours
+    overhead_ticks = int(np.ceil(job.restart_overhead_hours / gap))
+
+    def price_per_work(config: Config) -> float:
+        spot, on_demand = config
+        hourly = spot * job.spot_price_per_hour + on_demand * job.on_demand_price_per_hour
+        return hourly / job.speedup[spot + on_demand]
+
+    runs = sorted((run for run in _runs(trimmed) if trimmed[run[0]][1] > 0),
+                  key=lambda run: -price_per_work(trimmed[run[0]]))
+    for start, end in runs:
+        rate = job.speedup[sum(trimmed[start])]
+        whole_run = rate * max((end - start) * gap - job.restart_overhead_hours, 0.0)
+        if whole_run <= surplus:
+            trimmed[start:end] = [IDLE] * (end - start)
+            surplus -= whole_run
+            continue
+        removable = min(int(surplus // (rate * gap)), end - start - overhead_ticks - 1)
+        if removable > 0:
+            trimmed[end - removable:end] = [IDLE] * removable
+            surplus -= removable * rate * gap
+    return trimmed

@@ -88,11 +88,18 @@ SimPolicy = Callable[[SimObservation], Config]
 
 @dataclass(frozen=True)
 class RunResult:
-    """Outcome of one run: what it cost and whether it met the deadline."""
+    """Outcome of one run: what it cost and whether it met the deadline.
+
+    `spot_hours`/`on_demand_hours` are instance-hours billed (restart overheads included);
+    `*_work_hours` are the single-worker-equivalent compute hours done on each capacity type, the
+    measure of the paper's Table 3 (which excludes changeover delays).
+    """
 
     cost: float
     spot_hours: float
     on_demand_hours: float
+    spot_work_hours: float
+    on_demand_work_hours: float
     completion_hours: float
     finished: bool
     deadline_met: bool
@@ -115,7 +122,7 @@ def replay(job: SimJob, trace: SpotTrace, start_tick: int, policy: SimPolicy) ->
     since_change = 0.0
     since_availability_change = 0.0
     last_available = -1
-    cost = spot_hours = on_demand_hours = 0.0
+    cost = spot_hours = on_demand_hours = spot_work = on_demand_work = 0.0
     restarts = 0
     for i in range(max_ticks):
         tick = start_tick + i
@@ -153,6 +160,8 @@ def replay(job: SimJob, trace: SpotTrace, start_tick: int, policy: SimPolicy) ->
                 billed = overhead_spent + (job.work_hours - work) / rate
                 gained = job.work_hours - work
             work += gained
+            spot_work += gained * current[0] / workers
+            on_demand_work += gained * current[1] / workers
             work_since_checkpoint = (work_since_checkpoint + gained) % (rate * job.checkpoint_interval_hours)
             cost += billed * (current[0] * spot_price + current[1] * job.on_demand_price_per_hour)
             spot_hours += billed * current[0]
@@ -161,9 +170,10 @@ def replay(job: SimJob, trace: SpotTrace, start_tick: int, policy: SimPolicy) ->
         since_availability_change += gap
         if work >= job.work_hours - 1e-9:
             completion = i * gap + billed
-            return RunResult(cost, spot_hours, on_demand_hours, completion, True,
+            return RunResult(cost, spot_hours, on_demand_hours, spot_work, on_demand_work, completion, True,
                              completion <= job.deadline_hours + 1e-6, restarts)
-    return RunResult(cost, spot_hours, on_demand_hours, max_ticks * gap, False, False, restarts)
+    return RunResult(cost, spot_hours, on_demand_hours, spot_work, on_demand_work, max_ticks * gap, False,
+                     False, restarts)
 
 
 def start_ticks(trace: SpotTrace, job: SimJob, count: int) -> list[int]:

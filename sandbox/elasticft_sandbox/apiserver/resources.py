@@ -113,6 +113,7 @@ class Registry:
     def __init__(self) -> None:
         self._types: dict[tuple[str, str, str], ResourceType] = {}
         self._crd_types: dict[str, list[ResourceType]] = {}
+        self.generation = 0  # bumped whenever the served set changes, so cached documents can be rebuilt
         for resource in BUILTIN_TYPES:
             self._types[(resource.group, resource.version, resource.plural)] = resource
 
@@ -146,10 +147,12 @@ class Registry:
         for resource in types:
             self._types[(resource.group, resource.version, resource.plural)] = resource
         self._crd_types[crd["metadata"]["name"]] = types
+        self.generation += 1
         return types
 
     def unregister_crd(self, crd_name: str) -> list[ResourceType]:
         types = self._crd_types.pop(crd_name, [])
         for resource in types:
             self._types.pop((resource.group, resource.version, resource.plural), None)
+        self.generation += 1
         return types

@@ -1,0 +1,382 @@
+"""The reconciler's brain: from a job, what is observed and a sizing policy, to a plan of actions.
+
+Pure: `plan_reconcile` reads plain data and returns the pods to create and delete, the new status
+and the events to post. The kopf handlers only gather the inputs and carry out the plan, so an
+operator restart at any point re-derives the same plan from what the API holds.
+
+A job runs as *generations*: fixed-size torchrun worlds. Every membership change (scale up or down,
+preemption, failure, resume after suspend) drains the current generation — SIGTERM makes every
+rank stop after the same step and write an emergency checkpoint — and then starts the next
+generation from that checkpoint. No generation ever waits for a lost member.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from elasticft.api.durations import parse_duration
+from elasticft.api.models import FineTuneJob, FineTuneJobSpec, FineTuneJobStatus, Phase
+from elasticft.api.validation import feasible_world_sizes
+from elasticft.controller.builders import (
+    JobRef,
+    Manifest,
+    WorkerPlacement,
+    checkpoint_claim,
+    rendezvous_pod,
+    rendezvous_service,
+    worker_pod,
+)
+from elasticft.controller.names import (
+    ON_DEMAND,
+    RENDEZVOUS_PORT,
+    ROLE_RENDEZVOUS,
+    ROLE_WORKER,
+    SPOT,
+    rendezvous_name,
+    worker_name,
+)
+from elasticft.controller.observe import NodeView, PodView, matching_nodes
+from elasticft.controller.status import (
+    Prices,
+    accrue_cost,
+    deadline_of,
+    record_throughput,
+    set_condition,
+    update_progress,
+    workers_summary,
+)
+
+# A spot pod unschedulable this long means the spot pool has no room for it.
+UNSCHEDULABLE_GRACE = timedelta(seconds=15)
+# Failures back off exponentially between generations, capped.
+FAILURE_BACKOFF_BASE_S = 5.0
+FAILURE_BACKOFF_MAX_S = 300.0
+
+TERMINAL = (Phase.SUCCEEDED, Phase.FAILED)
+
+
+@dataclass(frozen=True)
+class Size:
+    spot: int
+    on_demand: int
+
+    @property
+    def total(self) -> int:
+        return self.spot + self.on_demand
+
+    def __str__(self) -> str:
+        return f"{self.total} ({self.spot} spot + {self.on_demand} on-demand)"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What the workers report right now (None where unknown)."""
+
+    step: int | None = None
+    total_steps: int | None = None
+    samples_per_second: float | None = None
+    loss: float | None = None
+    checkpoint_step: int | None = None
+
+
+@dataclass(frozen=True)
+class Observed:
+    now: datetime
+    created: datetime
+    pods: list[PodView]
+    nodes: list[NodeView]
+    measurement: Measurement
+    prices: Prices
+    rendezvous_host: str | None = None  # the rendezvous Service's clusterIP, once it exists
+
+
+@dataclass(frozen=True)
+class SizingRequest:
+    """Everything the sizing policy may use; built here, answered by `elasticft.controller.sizing`."""
+
+    spec: FineTuneJobSpec
+    status: FineTuneJobStatus
+    now: datetime
+    deadline: datetime | None
+    prices: Prices
+    current: Size
+    spot_available: int | None
+    feasible_sizes: list[int]
+    recent_preemption: bool
+
+
+@dataclass(frozen=True)
+class SizeDecision:
+    size: Size
+    reason: str
+
+
+Decide = Callable[[SizingRequest], SizeDecision]
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass
+class Plan:
+    status: FineTuneJobStatus
+    create: list[Manifest] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+    def event(self, reason: str, message: str, warning: bool = False) -> None:
+        self.events.append(Event("Warning" if warning else "Normal", reason, message))
+
+
+def _placements(generation: int, size: Size) -> list[WorkerPlacement]:
+    """On-demand workers take the low indices: rank 0 is then the least likely to vanish."""
+    kinds = [ON_DEMAND] * size.on_demand + [SPOT] * size.spot
+    return [WorkerPlacement(generation, i, size.total, kind) for i, kind in enumerate(kinds)]
+
+
+def _current_size(status: FineTuneJobStatus) -> Size:
+    return Size(spot=status.workers.spot, on_demand=status.workers.on_demand)
+
+
+def spot_available(spec: FineTuneJobSpec, observed: Observed, generation: int) -> int | None:
+    """Spot workers the cluster can take now, as far as can be seen: untainted Ready spot nodes, or —
+    when spot pods of this generation wait unschedulable — only as many as did get scheduled."""
+    if not spec.capacity.spot.enabled:
+        return 0
+    pods = [p for p in observed.pods if p.role == ROLE_WORKER and p.generation == generation and p.on_spot]
+    stuck = [p for p in pods if p.unschedulable and p.created and observed.now - p.created > UNSCHEDULABLE_GRACE]
+    if stuck:
+        return sum(1 for p in pods if p.node_name and not p.disrupted)
+    nodes = matching_nodes(observed.nodes, spec.capacity.spot.node_selector)
+    if nodes:
+        return sum(1 for n in nodes if n.ready and not n.terminating)
+    return None
+
+
+def _start_generation(plan: Plan, job: FineTuneJob, size: Size, reason: str, now: datetime, phase: Phase) -> None:
+    status = plan.status
+    status.generation += 1
+    status.workers.desired = size.total
+    status.workers.spot = size.spot
+    status.workers.on_demand = size.on_demand
+    status.workers.ready = 0
+    status.last_rescale_time = now
+    status.last_decision = reason
+    status.phase = phase
+
+
+def _finish(plan: Plan, pods: list[PodView], job: FineTuneJob, now: datetime) -> None:
+    plan.delete += [p.name for p in pods if not p.deleting]
+    plan.status.completion_time = plan.status.completion_time or now
+    plan.status.workers.ready = 0
+    plan.status.throughput.current = 0.0
+    plan.status.eta = None
+
+
+def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan:
+    """The whole reconcile decision for one job at one moment (see the module docstring)."""
+    spec = job.spec
+    status = (job.status or FineTuneJobStatus()).model_copy(deep=True)
+    plan = Plan(status=status)
+    now = observed.now
+    meta_generation = int(getattr(job.metadata, "generation", 0) or 0)
+    status.observed_generation = meta_generation
+    set_condition(status, "Valid", True, "SpecValid", "spec passed validation", now, meta_generation)
+    ref = JobRef(job.metadata.name, job.metadata.namespace or "default", str(getattr(job.metadata, "uid", "")))
+    workers = [p for p in observed.pods if p.role == ROLE_WORKER]
+    others = [p for p in observed.pods if p.role == ROLE_RENDEZVOUS]
+    status.start_time = status.start_time or now
+    measurement = observed.measurement
+    status.total_steps = spec.total_steps or measurement.total_steps or status.total_steps
+    deadline = deadline_of(spec, observed.created)
+
+    running = [p for p in workers if p.phase == "Running"]
+    accrue_cost(status, now, observed.prices.rate(sum(p.on_spot for p in running),
+                                                  sum(not p.on_spot for p in running)))
+
+    if status.phase in TERMINAL:
+        _finish(plan, workers + others, job, now)
+        return plan
+
+    # Completion: any worker whose trainer reports all steps done.
+    done = [p for p in workers if p.summary and p.summary.completed]
+    if done:
+        status.phase = Phase.SUCCEEDED
+        status.step = max(p.summary.step for p in done if p.summary)
+        status.last_checkpoint.step = status.step
+        status.progress = "100%"
+        loss = next((p.summary.loss for p in done if p.summary and p.summary.loss is not None), None)
+        message = f"trained {status.step} steps" + (f", final loss {loss:.4f}" if loss is not None else "")
+        set_condition(status, "Complete", True, "TrainingComplete", message, now, meta_generation)
+        set_condition(status, "Progressing", False, "TrainingComplete", message, now, meta_generation)
+        set_condition(status, "Ready", False, "TrainingComplete", "workers released", now, meta_generation)
+        plan.event("Completed", f"{message}; checkpoint kept at {status.last_checkpoint.path or 'the job volume'}")
+        _finish(plan, workers + others, job, now)
+        return plan
+
+    if measurement.step is not None:
+        status.step = max(status.step, measurement.step)
+    if measurement.checkpoint_step is not None and measurement.checkpoint_step > status.last_checkpoint.step:
+        status.last_checkpoint.step = measurement.checkpoint_step
+        status.last_checkpoint.time = now
+
+    # Suspend: drain everything (the trainer checkpoints on SIGTERM), keep the rendezvous for resume.
+    if spec.suspend:
+        plan.delete += [p.name for p in workers if not p.deleting]
+        if status.phase != Phase.SUSPENDED:
+            plan.event("Suspended", f"suspend requested: stopping {len(workers)} workers after a checkpoint")
+        status.phase = Phase.SUSPENDED
+        status.workers.ready = 0
+        status.throughput.current = 0.0
+        set_condition(status, "Suspended", True, "SuspendRequested", "spec.suspend is true", now, meta_generation)
+        set_condition(status, "Progressing", False, "Suspended", "workers stopped", now, meta_generation)
+        return plan
+    if status.phase == Phase.SUSPENDED:
+        set_condition(status, "Suspended", False, "Resumed", "spec.suspend is false", now, meta_generation)
+        plan.event("Resumed", "suspend lifted: a new generation resumes from the latest checkpoint")
+
+    # Children that live for the whole job: checkpoint claim, rendezvous pod and Service.
+    claim = checkpoint_claim(ref, spec)
+    if claim is not None:
+        plan.create.append(claim)
+    plan.create.append(rendezvous_service(ref))
+    rdzv = next((p for p in others if p.name == rendezvous_name(ref.name)), None)
+    if rdzv is None or rdzv.terminated:
+        if rdzv is not None:
+            plan.delete.append(rdzv.name)
+        else:
+            plan.create.append(rendezvous_pod(ref, spec))
+
+    generation = status.generation
+    current = [p for p in workers if p.generation == generation]
+    old = [p for p in workers if p.generation != generation]
+    sizes = feasible_world_sizes(spec)
+
+    def sizing(recent_preemption: bool) -> SizeDecision:
+        request = SizingRequest(
+            spec=spec, status=status, now=now, deadline=deadline, prices=observed.prices,
+            current=_current_size(status), spot_available=spot_available(spec, observed, generation),
+            feasible_sizes=sizes, recent_preemption=recent_preemption,
+        )
+        return decide(request)
+
+    # The first generation, or the first after a suspend.
+    if generation == 0 or status.phase == Phase.SUSPENDED:
+        decision = sizing(recent_preemption=False)
+        _start_generation(plan, job, decision.size, decision.reason, now, Phase.PENDING)
+        plan.event("Started", f"generation {status.generation}: {decision.size} workers: {decision.reason}")
+        set_condition(status, "Progressing", True, "Starting", decision.reason, now, meta_generation)
+        return plan
+
+    # Old generations drain before the next starts, so its resume sees their emergency checkpoint.
+    if old:
+        plan.delete += [p.name for p in old if not p.deleting]
+        return plan
+
+    # Is the current generation broken?
+    launched = status.launched_generation == generation
+    present = {p.name for p in current}
+    missing = [i for i in range(status.workers.desired) if worker_name(ref.name, generation, i) not in present]
+    kinds = [p.capacity_type for p in _placements(generation, _current_size(status))]
+    lost_spot = [i for i in missing if launched and kinds[i] == SPOT]
+    lost_on_demand = [i for i in missing if launched and kinds[i] == ON_DEMAND]
+    preempted = [p for p in current if p.disrupted] + [None] * len(lost_spot)
+    failed = [p for p in current if p.failed]
+    stopped = [p for p in current if p.terminated and not p.failed and not p.disrupted]
+
+    if preempted or failed or lost_on_demand or stopped:
+        if failed or lost_on_demand:
+            status.restarts += 1
+            names = ", ".join([p.name for p in failed] + [worker_name(ref.name, generation, i) for i in lost_on_demand])
+            if status.restarts > spec.elastic.max_restarts:
+                status.phase = Phase.FAILED
+                message = f"worker failures exhausted maxRestarts={spec.elastic.max_restarts} (last: {names})"
+                set_condition(status, "Failed", True, "MaxRestartsExceeded", message, now, meta_generation)
+                set_condition(status, "Progressing", False, "Failed", message, now, meta_generation)
+                plan.event("Failed", message, warning=True)
+                _finish(plan, workers + others, job, now)
+                return plan
+            plan.event("WorkerFailed", f"{names} failed (restart {status.restarts}/{spec.elastic.max_restarts}); "
+                       f"restarting from the latest checkpoint after {_backoff_s(status.restarts):.0f} s",
+                       warning=True)
+        if preempted:
+            status.preemptions += len(preempted)
+            where = ", ".join(f"{p.name} on {p.node_name}" for p in preempted if p is not None) or "spot workers"
+            plan.event("Preempted", f"{where} preempted (spot reclaim); resuming from the emergency checkpoint",
+                       warning=True)
+        decision = sizing(recent_preemption=bool(preempted))
+        _start_generation(plan, job, decision.size, decision.reason, now, Phase.RECOVERING)
+        if failed or lost_on_demand:
+            # The next generation starts after the backoff: launch waits for last_rescale_time.
+            status.last_rescale_time = now + timedelta(seconds=_backoff_s(status.restarts))
+        status.rescales += 1
+        plan.event("Recovering", f"generation {status.generation}: {decision.size} workers: {decision.reason}")
+        set_condition(status, "Ready", False, "Recovering", decision.reason, now, meta_generation)
+        plan.delete += [p.name for p in current if not p.deleting]
+        return plan
+
+    # Launch (or finish launching) the current generation once its start time has come.
+    if status.last_rescale_time and now < status.last_rescale_time:
+        return plan
+    if not launched:
+        if observed.rendezvous_host is None:
+            return plan  # the Service was just created; its clusterIP is known on the next look
+        endpoint = f"{observed.rendezvous_host}:{RENDEZVOUS_PORT}"
+        plan.create += [worker_pod(ref, spec, placement, endpoint)
+                        for placement in _placements(generation, _current_size(status))
+                        if worker_name(ref.name, generation, placement.index) not in present]
+        status.launched_generation = generation
+        return plan
+
+    ready = sum(p.ready for p in current)
+    status.workers.ready = ready
+    status.workers.summary = workers_summary(ready, status.workers.desired, status.workers.spot,
+                                             status.workers.on_demand)
+    all_ready = ready == status.workers.desired and status.workers.desired > 0
+    if all_ready and status.phase != Phase.RUNNING:
+        if status.last_rescale_time is not None and status.generation > 1:
+            overhead = (now - status.last_rescale_time).total_seconds()
+            previous = status.restart_overhead_seconds
+            status.restart_overhead_seconds = round(overhead if previous == 0 else (previous + overhead) / 2, 2)
+        status.phase = Phase.RUNNING
+        set_condition(status, "Ready", True, "WorkersReady", f"{ready} workers ready", now, meta_generation)
+        set_condition(status, "Progressing", True, "Training", f"generation {generation} training", now,
+                      meta_generation)
+    if status.phase == Phase.RUNNING and measurement.samples_per_second:
+        record_throughput(status, status.workers.desired, measurement.samples_per_second)
+
+    rate = observed.prices.rate(status.workers.spot, status.workers.on_demand)
+    update_progress(status, spec, now, deadline, rate)
+
+    # Resize when the policy says so, never inside the cooldown.
+    cooldown = timedelta(seconds=_cooldown_seconds(spec))
+    stuck_spot = any(p.unschedulable and p.on_spot and p.created and now - p.created > UNSCHEDULABLE_GRACE
+                     for p in current)
+    settled = status.phase == Phase.RUNNING or stuck_spot
+    if settled and (status.last_rescale_time is None or now - status.last_rescale_time >= cooldown or stuck_spot):
+        decision = sizing(recent_preemption=False)
+        if decision.size != _current_size(status):
+            before = _current_size(status)
+            _start_generation(plan, job, decision.size, decision.reason, now, Phase.RESCALING)
+            status.rescales += 1
+            plan.event("Rescaled", f"scaled {before.total}→{decision.size.total} "
+                       f"({decision.size.spot} spot + {decision.size.on_demand} on-demand): {decision.reason}")
+            plan.delete += [p.name for p in current if not p.deleting]
+        else:
+            status.last_decision = decision.reason
+    return plan
+
+
+def _cooldown_seconds(spec: FineTuneJobSpec) -> float:
+    return parse_duration(spec.elastic.rescale_cooldown)
+
+
+def _backoff_s(restarts: int) -> float:
+    """5 s, 10 s, 20 s, ... capped at 5 min: a crash-looping job does not hammer the cluster."""
+    return min(FAILURE_BACKOFF_BASE_S * float(2 ** max(restarts - 1, 0)), FAILURE_BACKOFF_MAX_S)

@@ -1,0 +1,454 @@
+"""The object store: one global resourceVersion counter, an event history for watches, finalizers,
+graceful deletion and owner-reference garbage collection.
+
+Everything runs on the server's event loop, so no locking is needed. Stored objects are never mutated
+in place: every write stores a fresh dict, so readers may serialise what they get without copying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import secrets
+import string
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from . import strategies, validation
+from .errors import ApiError, already_exists, conflict, not_found
+from .resources import Registry, ResourceType
+
+DEFAULT_HISTORY = 10_000
+ObjectKey = tuple[str, str, str]  # storage key, namespace ("" when cluster-scoped), name
+
+
+def now_rfc3339(offset_s: float = 0.0) -> str:
+    moment = datetime.now(UTC) + timedelta(seconds=offset_s)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class WatchEvent:
+    """One change, as stored in the history and fanned out to watchers."""
+
+    resource_version: int
+    storage_key: str
+    namespace: str
+    type: str
+    obj: dict[str, Any]
+    previous: dict[str, Any] | None = None
+    _line: bytes | None = field(default=None, repr=False)
+
+    def line(self) -> bytes:
+        """The newline-terminated JSON the watch stream carries, serialised once for all watchers."""
+        if self._line is None:
+            self._line = json.dumps({"type": self.type, "object": self.obj}).encode() + b"\n"
+        return self._line
+
+
+@dataclass(eq=False)
+class Watcher:
+    """A subscription: events of one resource (optionally one namespace) passing a selector filter."""
+
+    storage_key: str
+    namespace: str | None
+    matches: Callable[[Mapping[str, Any]], bool] | None
+    queue: asyncio.Queue[WatchEvent] = field(default_factory=asyncio.Queue)
+
+    def selects(self, event: WatchEvent) -> WatchEvent | None:
+        """The event as this watcher sees it: an object leaving its selector is DELETED for it."""
+        if event.storage_key != self.storage_key:
+            return None
+        if self.namespace is not None and event.namespace != self.namespace:
+            return None
+        if self.matches is None:
+            return event
+        now_matches = self.matches(event.obj)
+        was_matching = event.previous is not None and self.matches(event.previous)
+        if event.type == "MODIFIED":
+            if now_matches and not was_matching:
+                return WatchEvent(event.resource_version, event.storage_key, event.namespace, "ADDED", event.obj)
+            if was_matching and not now_matches:
+                return WatchEvent(event.resource_version, event.storage_key, event.namespace, "DELETED", event.obj)
+        return event if now_matches else None
+
+
+@dataclass
+class DeleteOptions:
+    grace_period_seconds: int | None = None
+    propagation_policy: str = "Background"
+    precondition_uid: str | None = None
+    precondition_resource_version: str | None = None
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any] | None, query: Mapping[str, str]) -> DeleteOptions:
+        body = body or {}
+        grace = body.get("gracePeriodSeconds", query.get("gracePeriodSeconds"))
+        preconditions = body.get("preconditions") or {}
+        policy = body.get("propagationPolicy") or query.get("propagationPolicy") or "Background"
+        if body.get("orphanDependents") is True or query.get("orphanDependents") == "true":
+            policy = "Orphan"
+        return cls(None if grace is None else int(grace), policy,
+                   preconditions.get("uid"), preconditions.get("resourceVersion"))
+
+
+def _generation_source(resource: ResourceType, obj: Mapping[str, Any]) -> dict[str, Any]:
+    """What counts as the spec: everything but metadata (and status, where status is a subresource)."""
+    excluded = ("metadata", "status", "apiVersion", "kind") if resource.has_status else ("metadata", "apiVersion", "kind")
+    return {k: v for k, v in obj.items() if k not in excluded}
+
+
+def _random_suffix() -> str:
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(5))
+
+
+class Store:
+    """In-memory objects of every served resource type, with Kubernetes write semantics."""
+
+    def __init__(self, registry: Registry, history: int = DEFAULT_HISTORY) -> None:
+        self.registry = registry
+        self.resource_version = 0
+        self._objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
+        self._history: deque[WatchEvent] = deque(maxlen=history)
+        self._compacted_version = 0
+        self._watchers: set[Watcher] = set()
+        self._uids: dict[str, ObjectKey] = {}
+        self._dependents: dict[str, set[ObjectKey]] = {}
+        self._cluster_ips = strategies.ClusterIPAllocator()
+        self._graceful_timers: dict[ObjectKey, asyncio.TimerHandle] = {}
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    def get(self, resource: ResourceType, namespace: str, name: str) -> dict[str, Any]:
+        obj = self._objects.get(resource.storage_key, {}).get((self._ns(resource, namespace), name))
+        if obj is None:
+            raise not_found(resource.plural, name, resource.group)
+        return obj
+
+    def list(self, resource: ResourceType, namespace: str | None,
+             matches: Callable[[Mapping[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
+        """Objects sorted by namespace and name, as etcd returns them."""
+        bucket = self._objects.get(resource.storage_key, {})
+        keys = sorted(bucket) if namespace is None else sorted(k for k in bucket if k[0] == namespace)
+        items = (bucket[key] for key in keys)
+        return [obj for obj in items if matches is None or matches(obj)]
+
+    def namespaces(self) -> Iterator[str]:
+        return (name for _, name in self._objects.get("/namespaces", {}))
+
+    # -- watches -----------------------------------------------------------------------------------
+
+    def subscribe(self, watcher: Watcher, since: int | None) -> list[WatchEvent]:
+        """Register a watcher; return the events after `since` it missed (410 Gone if compacted).
+
+        With `since` None the watcher gets a synthetic ADDED for every current object instead, as a
+        watch without a resourceVersion does on a real server.
+        """
+        if since is None:
+            backlog = [WatchEvent(self.resource_version, watcher.storage_key, obj["metadata"].get("namespace", ""),
+                                  "ADDED", obj)
+                       for obj in self._objects.get(watcher.storage_key, {}).values()]
+            backlog = [event for event in backlog if watcher.selects(event)]
+        else:
+            if since < self._compacted_version:
+                raise ApiError(410, f"too old resource version: {since} ({self._compacted_version + 1})",
+                               reason="Expired")
+            backlog = []
+            for event in reversed(self._history):
+                if event.resource_version <= since:
+                    break
+                seen = watcher.selects(event)
+                if seen is not None:
+                    backlog.append(seen)
+            backlog.reverse()
+        self._watchers.add(watcher)
+        return backlog
+
+    def unsubscribe(self, watcher: Watcher) -> None:
+        self._watchers.discard(watcher)
+
+    def _emit(self, resource: ResourceType, kind: str, obj: dict[str, Any], previous: dict[str, Any] | None) -> None:
+        event = WatchEvent(int(obj["metadata"]["resourceVersion"]), resource.storage_key,
+                           obj["metadata"].get("namespace", ""), kind, obj, previous)
+        if len(self._history) == self._history.maxlen:
+            self._compacted_version = self._history[0].resource_version
+        self._history.append(event)
+        for watcher in self._watchers:
+            seen = watcher.selects(event)
+            if seen is not None:
+                watcher.queue.put_nowait(seen)
+
+    # -- writes ------------------------------------------------------------------------------------
+
+    def _ns(self, resource: ResourceType, namespace: str) -> str:
+        return namespace if resource.namespaced else ""
+
+    def _next_version(self) -> str:
+        self.resource_version += 1
+        return str(self.resource_version)
+
+    def _put(self, resource: ResourceType, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        key = (resource.storage_key, meta.get("namespace", ""), meta["name"])
+        self._objects.setdefault(resource.storage_key, {})[(key[1], key[2])] = obj
+        self._uids[meta["uid"]] = key
+        for ref in meta.get("ownerReferences") or ():
+            self._dependents.setdefault(ref["uid"], set()).add(key)
+
+    def create(self, resource: ResourceType, namespace: str, body: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
+        """Store a new object: uid, timestamps, resourceVersion, generation, type defaults."""
+        obj = copy.deepcopy(body)
+        meta = obj.setdefault("metadata", {})
+        if resource.namespaced:
+            if meta.get("namespace") and meta["namespace"] != namespace:
+                raise ApiError(400, "the namespace of the provided object does not match the namespace sent on "
+                                    "the request")
+            meta["namespace"] = namespace
+            if ("", namespace) not in self._objects.get("/namespaces", {}):
+                raise not_found("namespaces", namespace)
+        else:
+            meta.pop("namespace", None)
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + _random_suffix()
+        if not meta.get("name"):
+            raise ApiError(422, "name or generateName is required", kind=resource.kind)
+        obj["apiVersion"], obj["kind"] = resource.api_version, resource.kind
+        if (meta.get("namespace", ""), meta["name"]) in self._objects.get(resource.storage_key, {}):
+            raise already_exists(resource.plural, meta["name"], resource.group)
+        validation.validate_name(obj, resource)
+        if resource.plural == "customresourcedefinitions":
+            validation.validate_crd(obj)
+        for transient in ("deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion", "managedFields"):
+            meta.pop(transient, None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = now_rfc3339()
+        meta["generation"] = 1
+        strategies.prepare_create(resource, obj, self._cluster_ips, meta["creationTimestamp"])
+        if dry_run:
+            self._cluster_ips.release((obj.get("spec") or {}).get("clusterIP") if resource.plural == "services" else None)
+            return obj
+        meta["resourceVersion"] = self._next_version()
+        self._put(resource, obj)
+        if resource.plural == "customresourcedefinitions":
+            self.registry.register_crd(obj)
+        self._emit(resource, "ADDED", obj, None)
+        return obj
+
+    def update(self, resource: ResourceType, namespace: str, name: str, body: dict[str, Any],
+               subresource: str = "") -> dict[str, Any]:
+        """Replace an object (PUT, or the result of a PATCH), honouring the status subresource rules."""
+        old = self.get(resource, namespace, name)
+        new = copy.deepcopy(body)
+        meta = new.setdefault("metadata", {})
+        if meta.get("name", name) != name:
+            raise ApiError(400, f'the name of the object ({meta.get("name")}) does not match the name on the URL '
+                                f"({name})")
+        old_meta = old["metadata"]
+        requested_version = meta.get("resourceVersion")
+        if requested_version and requested_version != old_meta["resourceVersion"]:
+            raise conflict(resource.plural, name, resource.group)
+        if meta.get("uid") and meta["uid"] != old_meta["uid"]:
+            raise conflict(resource.plural, name, resource.group)
+        if subresource == "status":
+            merged = dict(old)
+            if "status" in new:
+                merged["status"] = new["status"]
+            else:
+                merged.pop("status", None)
+            new = merged
+            meta = dict(old_meta)
+        elif resource.has_status:
+            if "status" in old:
+                new["status"] = old["status"]
+            else:
+                new.pop("status", None)
+        if resource.plural == "customresourcedefinitions" and subresource != "status":
+            validation.validate_crd(new)
+            new["status"] = strategies.crd_status(new, now_rfc3339())
+        strategies.prepare_update(resource, old, new)
+        for immutable in ("uid", "creationTimestamp", "namespace", "deletionTimestamp", "deletionGracePeriodSeconds",
+                          "generation"):
+            if immutable in old_meta:
+                meta[immutable] = old_meta[immutable]
+            else:
+                meta.pop(immutable, None)
+        meta["name"] = name
+        new["metadata"] = meta
+        new["apiVersion"], new["kind"] = old["apiVersion"], old["kind"]
+        if old_meta.get("deletionTimestamp"):
+            added = set(meta.get("finalizers") or ()) - set(old_meta.get("finalizers") or ())
+            if added:
+                raise ApiError(422, f"metadata.finalizers: Forbidden: no new finalizers can be added if the object "
+                                    f"is being deleted, found new finalizers {sorted(added)}")
+        if _generation_source(resource, new) != _generation_source(resource, old):
+            meta["generation"] = int(old_meta.get("generation", 1)) + 1
+        if new == old:
+            return old
+        meta["resourceVersion"] = self._next_version()
+        self._forget_owner_refs(resource, old)
+        self._put(resource, new)
+        if resource.plural == "customresourcedefinitions":
+            self.registry.register_crd(new)
+        self._emit(resource, "MODIFIED", new, old)
+        if self._removable(new):
+            return self._remove(resource, new)
+        return new
+
+    def delete(self, resource: ResourceType, namespace: str, name: str,
+               options: DeleteOptions | None = None) -> dict[str, Any]:
+        """Delete now, or mark for deletion (finalizers pending, or a pod's graceful termination)."""
+        options = options or DeleteOptions()
+        obj = self.get(resource, namespace, name)
+        meta = obj["metadata"]
+        if options.precondition_uid and options.precondition_uid != meta["uid"]:
+            raise conflict(resource.plural, name, resource.group)
+        if options.precondition_resource_version and options.precondition_resource_version != meta["resourceVersion"]:
+            raise conflict(resource.plural, name, resource.group)
+        if options.propagation_policy == "Orphan":
+            self._orphan_dependents(meta["uid"])
+        elif options.propagation_policy == "Foreground":
+            self._collect_dependents(meta["uid"], exclude_owner=True)
+        grace = strategies.graceful_deletion_seconds(resource, obj, options.grace_period_seconds)
+        if meta.get("deletionTimestamp"):
+            current_grace = int(meta.get("deletionGracePeriodSeconds") or 0)
+            grace = min(grace, current_grace)
+            if grace == current_grace:
+                return obj
+        elif not meta.get("finalizers") and grace == 0:
+            return self._remove(resource, obj)
+        marked = dict(obj)
+        marked["metadata"] = dict(meta, deletionTimestamp=meta.get("deletionTimestamp") or now_rfc3339(grace),
+                                  deletionGracePeriodSeconds=grace, resourceVersion=self._next_version())
+        if resource.plural == "namespaces":
+            marked["status"] = {"phase": "Terminating"}
+        self._put(resource, marked)
+        self._emit(resource, "MODIFIED", marked, obj)
+        if resource.plural == "namespaces":
+            self._empty_namespace(name)
+            return self._maybe_finish_namespace(name) or marked
+        if self._removable(marked):
+            return self._remove(resource, marked)
+        if grace > 0:
+            self._schedule_grace_expiry(resource, marked, grace)
+        return marked
+
+    # -- deletion internals ------------------------------------------------------------------------
+
+    @staticmethod
+    def _removable(obj: Mapping[str, Any]) -> bool:
+        meta = obj["metadata"]
+        return bool(meta.get("deletionTimestamp")) and not meta.get("finalizers") \
+            and not meta.get("deletionGracePeriodSeconds") and obj.get("kind") != "Namespace"
+
+    def _schedule_grace_expiry(self, resource: ResourceType, obj: dict[str, Any], grace: int) -> None:
+        """When the grace period ends, finish the deletion the kubelet should have finished."""
+        key = (resource.storage_key, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+        uid = obj["metadata"]["uid"]
+
+        def expire() -> None:
+            self._graceful_timers.pop(key, None)
+            current = self._objects.get(key[0], {}).get((key[1], key[2]))
+            if current is not None and current["metadata"]["uid"] == uid:
+                self.delete(resource, key[1], key[2], DeleteOptions(grace_period_seconds=0))
+
+        previous = self._graceful_timers.pop(key, None)
+        if previous is not None:
+            previous.cancel()
+        self._graceful_timers[key] = asyncio.get_running_loop().call_later(grace, expire)
+
+    def _forget_owner_refs(self, resource: ResourceType, obj: Mapping[str, Any]) -> None:
+        meta = obj["metadata"]
+        key = (resource.storage_key, meta.get("namespace", ""), meta["name"])
+        for ref in meta.get("ownerReferences") or ():
+            dependents = self._dependents.get(ref["uid"])
+            if dependents is not None:
+                dependents.discard(key)
+                if not dependents:
+                    del self._dependents[ref["uid"]]
+
+    def _remove(self, resource: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        namespace, name = meta.get("namespace", ""), meta["name"]
+        del self._objects[resource.storage_key][(namespace, name)]
+        self._uids.pop(meta["uid"], None)
+        self._forget_owner_refs(resource, obj)
+        timer = self._graceful_timers.pop((resource.storage_key, namespace, name), None)
+        if timer is not None:
+            timer.cancel()
+        if resource.plural == "services":
+            self._cluster_ips.release((obj.get("spec") or {}).get("clusterIP"))
+        removed = dict(obj)
+        removed["metadata"] = dict(meta, resourceVersion=self._next_version())
+        self._emit(resource, "DELETED", removed, obj)
+        if resource.plural == "customresourcedefinitions":
+            self._drop_custom_resources(obj)
+        elif resource.plural == "nodes":
+            self._collect_pods_of_node(name)
+        self._collect_dependents(meta["uid"])
+        if namespace:
+            self._maybe_finish_namespace(namespace)
+        return removed
+
+    def _resource_of(self, storage_key: str) -> ResourceType | None:
+        group, _, plural = storage_key.partition("/")
+        return next((r for r in self.registry if r.group == group and r.plural == plural), None)
+
+    def _collect_dependents(self, owner_uid: str, exclude_owner: bool = False) -> None:
+        """Background cascade: delete dependents none of whose owners exist any more."""
+        for storage_key, namespace, name in sorted(self._dependents.get(owner_uid, ())):
+            resource = self._resource_of(storage_key)
+            dependent = self._objects.get(storage_key, {}).get((namespace, name))
+            if resource is None or dependent is None:
+                continue
+            owners = [ref["uid"] for ref in dependent["metadata"].get("ownerReferences") or ()]
+            alive = [uid for uid in owners if uid in self._uids and not (exclude_owner and uid == owner_uid)]
+            if not alive:
+                self.delete(resource, namespace, name)
+
+    def _orphan_dependents(self, owner_uid: str) -> None:
+        for storage_key, namespace, name in sorted(self._dependents.get(owner_uid, ())):
+            resource = self._resource_of(storage_key)
+            dependent = self._objects.get(storage_key, {}).get((namespace, name))
+            if resource is None or dependent is None:
+                continue
+            updated = copy.deepcopy(dependent)
+            updated["metadata"]["ownerReferences"] = [
+                ref for ref in dependent["metadata"].get("ownerReferences") or () if ref["uid"] != owner_uid]
+            self.update(resource, namespace, name, updated)
+
+    def _collect_pods_of_node(self, node: str) -> None:
+        """Pod garbage collection: pods bound to a node that no longer exists are deleted."""
+        pods = self.registry.get("", "v1", "pods")
+        if pods is None:
+            return
+        for pod in self.list(pods, None, lambda p: (p.get("spec") or {}).get("nodeName") == node):
+            self.delete(pods, pod["metadata"]["namespace"], pod["metadata"]["name"],
+                        DeleteOptions(grace_period_seconds=0))
+
+    def _drop_custom_resources(self, crd: Mapping[str, Any]) -> None:
+        for resource in self.registry.unregister_crd(crd["metadata"]["name"]):
+            for obj in list(self._objects.get(resource.storage_key, {}).values()):
+                if (obj["metadata"].get("namespace", ""), obj["metadata"]["name"]) in self._objects[resource.storage_key]:
+                    self._remove(resource, obj)
+
+    def _empty_namespace(self, namespace: str) -> None:
+        for resource in self.registry:
+            if not resource.namespaced or resource.storage_version not in ("", resource.version):
+                continue
+            for obj in self.list(resource, namespace):
+                if not obj["metadata"].get("deletionTimestamp"):
+                    self.delete(resource, namespace, obj["metadata"]["name"], DeleteOptions(grace_period_seconds=0))
+
+    def _maybe_finish_namespace(self, namespace: str) -> dict[str, Any] | None:
+        namespaces = self.registry.get("", "v1", "namespaces")
+        ns = self._objects.get("/namespaces", {}).get(("", namespace))
+        if namespaces is None or ns is None or not ns["metadata"].get("deletionTimestamp"):
+            return None
+        if any(key[0] == namespace for bucket in self._objects.values() for key in bucket):
+            return None
+        return self._remove(namespaces, ns)

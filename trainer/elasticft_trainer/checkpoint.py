@@ -1,0 +1,330 @@
+"""`CheckpointManager`: save, load, retention and async mode of the trainer's checkpoints.
+
+Layout under the checkpoint directory::
+
+    step-00000120/          torch.distributed.checkpoint files (.metadata, __R_0.distcp)
+        trainer.json        progress + sizes of every file, written once the save completed
+    latest                  "step-00000120", replaced atomically after trainer.json
+
+A step directory is *committed* once `trainer.json` exists; `latest` is written last, so a crash at
+any moment leaves `latest` naming a complete checkpoint. On load, a checkpoint whose files do not
+match the sizes recorded at commit (truncated, partial) is skipped in favour of the previous one.
+DCP stores each tensor by its fully qualified name, so a checkpoint written by W ranks loads into any
+other world size.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch import nn
+from torch.distributed._state_dict_utils import _copy_state_dict, _create_cpu_state_dict
+from torch.distributed.checkpoint.staging import BlockingAsyncStager
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+from torch.distributed.checkpoint.stateful import Stateful
+
+log = logging.getLogger(__name__)
+
+LATEST = "latest"
+MANIFEST = "trainer.json"
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    """Everything besides tensors that a resumed run needs, kept in the checkpoint's manifest."""
+
+    step: int
+    consumed_samples: int
+    world_sizes: tuple[int, ...] = ()
+    initial_loss: float | None = None
+    loss: float | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Contents of `trainer.json`: the progress and the size of every file at commit time."""
+
+    progress: TrainingProgress
+    file_sizes: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    @staticmethod
+    def from_json(text: str) -> Manifest:
+        raw = json.loads(text)
+        progress = dict(raw["progress"])
+        progress["world_sizes"] = tuple(progress["world_sizes"])
+        return Manifest(TrainingProgress(**progress), {str(k): int(v) for k, v in raw["file_sizes"].items()})
+
+
+def step_dir_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def step_of(name: str) -> int | None:
+    match = _STEP_DIR.match(name)
+    return int(match.group(1)) if match else None
+
+
+def resume_order(step_dir_names: list[str], latest: str | None) -> list[str]:
+    """Step directories to try, newest first, never newer than what `latest` names.
+
+    Directories newer than `latest` were never committed (or belong to a future that was
+    abandoned); when `latest` is missing or unreadable every step directory is a candidate.
+    """
+    steps = sorted(((step_of(name), name) for name in step_dir_names if step_of(name) is not None), reverse=True)
+    ceiling = step_of(latest) if latest else None
+    return [name for step, name in steps if ceiling is None or (step is not None and step <= ceiling)]
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the checkpoint at `path` cannot be loaded, or None if it is complete."""
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        return "not committed (no trainer.json)"
+    try:
+        manifest = Manifest.from_json(manifest_path.read_text())
+    except (ValueError, KeyError, TypeError) as error:
+        return f"unreadable trainer.json: {error}"
+    if not manifest.file_sizes:
+        return "manifest lists no files"
+    for name, size in manifest.file_sizes.items():
+        file_path = path / name
+        if not file_path.is_file():
+            return f"missing {name}"
+        actual = file_path.stat().st_size
+        if actual != size:
+            return f"{name} has {actual} bytes, {size} were committed (truncated or partial)"
+    try:
+        dcp.FileSystemReader(path).read_metadata()
+    except Exception as error:  # any unpickling failure means the same thing: unusable
+        return f"unreadable .metadata: {error}"
+    return None
+
+
+class TrainState(Stateful):
+    """Model and optimizer as one DCP item, keyed by parameter names (independent of world size).
+
+    With LoRA only the trainable adapter weights are saved: the frozen base comes from the model
+    directory on every start.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, frozen_base: bool) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.options = StateDictOptions(ignore_frozen_params=frozen_base)
+
+    def state_dict(self) -> dict[str, Any]:
+        model_state, optimizer_state = get_state_dict(self.model, self.optimizer, options=self.options)
+        return {"model": model_state, "optimizer": optimizer_state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        set_state_dict(
+            self.model,
+            self.optimizer,
+            model_state_dict=state_dict["model"],
+            optim_state_dict=state_dict["optimizer"],
+            options=self.options,
+        )
+
+
+class _ReusedCpuBuffers(BlockingAsyncStager):
+    """Staging into CPU buffers allocated once, so an async save blocks training for one memcpy.
+
+    BlockingAsyncStager's own cache pins memory, which needs an accelerator; this is the same
+    cache, pinned only when CUDA exists.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(cache_staged_state_dict=True)
+
+    def stage(self, state_dict: dict[str, Any]) -> dict[str, Any]:
+        if self.state_dict_cache is None:
+            self.state_dict_cache = _create_cpu_state_dict(state_dict, pin_memory=torch.cuda.is_available())
+        staged: dict[str, Any] = _copy_state_dict(state_dict, self.state_dict_cache)
+        return staged
+
+
+@dataclass
+class _PendingSave:
+    future: Future[Any]
+    progress: TrainingProgress
+    started: float
+
+
+class CheckpointManager:
+    """Owns the checkpoint directory: collective save/load, commit on rank 0, retention.
+
+    All ranks call `load`, `save` and `wait` at the same steps (they are collective); only rank 0
+    touches `latest`, manifests and retention. Async saves run on their own gloo group so that
+    their background collectives never interleave with training collectives.
+    """
+
+    def __init__(self, directory: str, keep: int, async_mode: bool) -> None:
+        self.directory = Path(directory) if directory else None
+        self.keep = keep
+        self.async_mode = async_mode
+        self.is_coordinator = dist.get_rank() == 0
+        self.group = dist.new_group(backend="gloo")
+        self._stager = _ReusedCpuBuffers()
+        self._pending: _PendingSave | None = None
+        self.last_committed_step: int | None = None
+        self.last_save_blocking_s = 0.0
+        if self.directory is not None and self.is_coordinator:
+            self.directory.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def enabled(self) -> bool:
+        return self.directory is not None
+
+    def load(self, state: TrainState) -> tuple[TrainingProgress, float] | None:
+        """Load the newest usable checkpoint into `state`; (progress, seconds) or None to start fresh.
+
+        Rank 0 chooses and every rank loads the same one, even if their views of the volume differ.
+        """
+        if self.directory is None:
+            return None
+        choice = [self._choose_resume_point() if self.is_coordinator else None]
+        dist.broadcast_object_list(choice, src=0)
+        name = choice[0]
+        if name is None:
+            return None
+        started = time.perf_counter()
+        path = self.directory / name
+        dcp.load({"train": state}, checkpoint_id=path)
+        progress = Manifest.from_json((path / MANIFEST).read_text()).progress
+        self.last_committed_step = progress.step
+        return progress, time.perf_counter() - started
+
+    def _choose_resume_point(self) -> str | None:
+        assert self.directory is not None
+        names = [entry.name for entry in self.directory.iterdir() if entry.is_dir()]
+        chosen: str | None = None
+        for name in resume_order(names, self._read_latest()):
+            problem = checkpoint_problem(self.directory / name)
+            if problem is None:
+                chosen = name
+                break
+            log.warning("checkpoint %s is unusable (%s); falling back to the previous one", name, problem)
+        # Anything newer than the resume point is from a future this run will overwrite.
+        for name in names:
+            step = step_of(name)
+            if step is not None and (chosen is None or step > (step_of(chosen) or 0)):
+                log.warning("removing checkpoint %s, newer than the resume point", name)
+                shutil.rmtree(self.directory / name, ignore_errors=True)
+        if chosen is not None:
+            log.info("resuming from checkpoint %s", self.directory / chosen)
+            self._point_latest_to(chosen)
+        return chosen
+
+    def _read_latest(self) -> str | None:
+        assert self.directory is not None
+        try:
+            return (self.directory / LATEST).read_text().strip() or None
+        except OSError:
+            return None
+
+    def save(self, progress: TrainingProgress, state: TrainState, blocking: bool) -> None:
+        """Checkpoint `progress.step`; returns once training may continue.
+
+        Async mode stages tensors to CPU (a memcpy) and writes in the background; `blocking` (the
+        emergency and final saves) waits until the checkpoint is committed.
+        """
+        if self.directory is None:
+            return
+        self.wait()
+        if progress.step == self.last_committed_step:
+            return
+        path = self.directory / step_dir_name(progress.step)
+        started = time.perf_counter()
+        if self.async_mode and not blocking:
+            future = dcp.async_save(
+                {"train": state}, checkpoint_id=path, process_group=self.group, async_stager=self._stager
+            )
+            assert isinstance(future, Future)
+            self._pending = _PendingSave(future, progress, started)
+        else:
+            dcp.save({"train": state}, checkpoint_id=path, process_group=self.group)
+            self._commit(progress)
+        self.last_save_blocking_s = time.perf_counter() - started
+
+    def poll(self) -> None:
+        """Commit a finished background save; cheap enough to call every step."""
+        if self._pending is not None and self._pending.future.done():
+            self.wait()
+
+    def wait(self) -> None:
+        """Block until the background save (if any) is written and committed."""
+        if self._pending is None:
+            return
+        pending, self._pending = self._pending, None
+        pending.future.result()
+        self._commit(pending.progress)
+        log.info(
+            "checkpoint step %d written in the background in %.3f s",
+            pending.progress.step,
+            time.perf_counter() - pending.started,
+        )
+
+    def _commit(self, progress: TrainingProgress) -> None:
+        self.last_committed_step = progress.step
+        if not self.is_coordinator:
+            return
+        assert self.directory is not None
+        name = step_dir_name(progress.step)
+        path = self.directory / name
+        sizes = {entry.name: entry.stat().st_size for entry in path.iterdir() if entry.is_file()}
+        _write_durably(path / MANIFEST, Manifest(progress, sizes).to_json())
+        self._point_latest_to(name)
+        self._apply_retention()
+        log.info("checkpoint committed: %s", path)
+
+    def _point_latest_to(self, name: str) -> None:
+        assert self.directory is not None
+        _write_durably(self.directory / LATEST, name + "\n")
+
+    def _apply_retention(self) -> None:
+        assert self.directory is not None
+        committed = sorted(
+            (step, entry.name)
+            for entry in self.directory.iterdir()
+            if (step := step_of(entry.name)) is not None and (entry / MANIFEST).is_file()
+        )
+        kept = {name for _, name in committed[-self.keep :]}
+        for entry in self.directory.iterdir():
+            if step_of(entry.name) is not None and entry.name not in kept:
+                shutil.rmtree(entry, ignore_errors=True)
+
+    def close(self) -> None:
+        """Finish any background save and release the staging buffers."""
+        self.wait()
+        self._stager.close()
+
+
+def _write_durably(path: Path, text: str) -> None:
+    """Write-then-rename, with fsyncs, so readers see the old or the new file, never a torn one."""
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

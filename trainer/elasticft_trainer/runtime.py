@@ -1,0 +1,101 @@
+"""Where the trainer runs: device, collective backend, and the torchrun-provided world.
+
+The decisions (`select_device`, `gloo_environment`) are pure and unit-tested; `start_process_group`
+is the thin shell that applies them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    """Device of this rank, the process-group backend string, and the autocast dtype (None = fp32)."""
+
+    device: str
+    backend: str
+    autocast_dtype: torch.dtype | None
+
+    @property
+    def device_type(self) -> str:
+        return self.device.split(":")[0]
+
+
+def select_device(cuda_available: bool, local_rank: int, precision: str) -> DevicePlan:
+    """GPU: one CUDA device per local rank, nccl for tensors plus gloo for CPU collectives (async DCP
+    staging needs a CPU backend). CPU: gloo. bf16 means autocast on either device."""
+    autocast = torch.bfloat16 if precision == "bf16" else None
+    if cuda_available:
+        return DevicePlan(f"cuda:{local_rank}", "cpu:gloo,cuda:nccl", autocast)
+    return DevicePlan("cpu", "gloo", autocast)
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
+
+
+def gloo_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """Env to add so gloo binds where peers can reach it.
+
+    gloo binds to the address its host name resolves to. When the pods are processes on one machine
+    with loopback pod IPs (the sandbox), that address may be an external interface or unresolvable,
+    so a loopback rendezvous address pins gloo to the loopback interface instead. An explicit
+    GLOO_SOCKET_IFNAME always wins.
+    """
+    if "GLOO_SOCKET_IFNAME" in environ:
+        return {}
+    addresses = [environ.get(name, "") for name in ("POD_IP", "MASTER_ADDR")]
+    if any(_is_loopback(address) for address in addresses if address):
+        return {"GLOO_SOCKET_IFNAME": "lo"}
+    return {}
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place in the torchrun world."""
+
+    rank: int
+    local_rank: int
+    world_size: int
+    torchrun_restarts_left: int
+
+
+def world_from_environ(environ: Mapping[str, str]) -> World:
+    """Read torchrun's env; without torchrun the process is a world of one."""
+    max_restarts = int(environ.get("TORCHELASTIC_MAX_RESTARTS", "0"))
+    restart_count = int(environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    return World(
+        rank=int(environ.get("RANK", "0")),
+        local_rank=int(environ.get("LOCAL_RANK", "0")),
+        world_size=int(environ.get("WORLD_SIZE", "1")),
+        torchrun_restarts_left=max(0, max_restarts - restart_count),
+    )
+
+
+def start_process_group(plan: DevicePlan, world: World) -> None:
+    """Join the default process group (torchrun's env:// rendezvous, or a private store alone)."""
+    extra_env = gloo_environment(os.environ)
+    if extra_env:
+        log.info("loopback addresses detected; setting %s", extra_env)
+        os.environ.update(extra_env)
+    if plan.device_type == "cuda":
+        torch.cuda.set_device(plan.device)
+    if "MASTER_ADDR" in os.environ:
+        dist.init_process_group(plan.backend)
+    else:
+        dist.init_process_group(plan.backend, store=dist.HashStore(), rank=0, world_size=1)
+    if dist.get_world_size() != world.world_size:
+        raise RuntimeError(f"process group has {dist.get_world_size()} ranks, env says {world.world_size}")
