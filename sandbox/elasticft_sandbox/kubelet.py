@@ -231,9 +231,8 @@ class PodWorker:
         await asyncio.wait({exited, stop}, return_when=asyncio.FIRST_COMPLETED)
         stop.cancel()
         if not exited.done():
-            await record_event(
-                self.kubelet.api, self.pod, "Killing", f"Stopping container {self.container['name']}", COMPONENT
-            )
+            message = f"Stopping container {self.container['name']}"
+            await record_event(self.kubelet.api, self.pod, "Killing", message, COMPONENT)
             tree.signal_group(signal.SIGTERM)
             try:
                 await asyncio.wait_for(asyncio.shield(exited), self._stop_grace_s)
@@ -258,7 +257,8 @@ class PodWorker:
             with self.log_path.open("rb") as log_file:
                 log_file.seek(0, os.SEEK_END)
                 log_file.seek(max(0, log_file.tell() - 16384))
-                return log_file.read().decode(errors="replace")
+                tail: bytes = log_file.read()
+                return tail.decode(errors="replace")
         except OSError:
             return ""
 
@@ -326,7 +326,8 @@ class PodWorker:
             if status == self._last_status:
                 return
             try:
-                await self.kubelet.api.patch(pod_path(self.namespace, self.name, "status"), {"status": status})
+                path = pod_path(self.namespace, self.name, "status")
+                await self.kubelet.api.patch(path, {"status": status})
                 self._last_status = status
             except ApiError as error:
                 if error.status != 404:
@@ -372,8 +373,8 @@ class Kubelet(Controller):
         links = pod["spec"].get("enableServiceLinks", True)
         chosen = [
             service
-            for (service_namespace, name), service in self.services.objects.items()
-            if (links and service_namespace == namespace) or (service_namespace, name) == ("default", "kubernetes")
+            for key, service in self.services.objects.items()
+            if (links and key[0] == namespace) or key == ("default", "kubernetes")
         ]
         return service_env(chosen)
 

@@ -239,7 +239,7 @@ def build_launch(
 
 
 def probe_url(probe: Obj, container: Obj, pod_ip: str) -> str:
-    """URL of an httpGet probe: `port` is a number or the name of a containerPort; host defaults to the pod IP."""
+    """URL of an httpGet probe; `port` is a number or names a containerPort, `host` defaults to the pod IP."""
     http_get = probe["httpGet"]
     port = http_get["port"]
     if isinstance(port, str) and not port.isdigit():

@@ -9,7 +9,7 @@ A pools file looks like::
     pools:
       - name: spot
         capacity_type: spot
-        trace: {file: availability/16-node/aws-08-27-2023/us-east-2b_v100_1.json, max_nodes: 4}
+        trace: {file: availability/16-node/aws-08-27-2023/us-east-2b_v100_1.json, peak_nodes: 4}
         labels: {karpenter.sh/capacity-type: spot}
         gpus_per_node: 1
         price_per_hour: 0.92
@@ -60,11 +60,13 @@ class Taint(_Model):
 
 
 class TraceSource(_Model):
-    """Spot availability from a trace: the pool holds `min(data[tick], max_nodes)` nodes at each tick."""
+    """Spot availability from a trace: the pool holds the trace's node count at each (compressed) tick."""
 
     file: str = Field(description="path under shared/data/spot-traces, or an absolute path")
     start_tick: int = Field(0, ge=0, description="trace index the sandbox starts at")
-    max_nodes: int | None = Field(None, ge=0, description="cap on the pool size (16-node traces are big)")
+    peak_nodes: int | None = Field(
+        None, ge=1, description="scale the trace so that its peak is this many nodes (16-node traces are big)"
+    )
 
 
 class NodePool(_Model):
@@ -138,11 +140,16 @@ def load_trace(source: TraceSource) -> list[int]:
 def trace_target(trace: Sequence[int], source: TraceSource, elapsed_s: float, seconds_per_tick: float) -> int:
     """Nodes the pool should hold `elapsed_s` into the run: the trace value at the compressed tick.
 
-    tick = start_tick + floor(elapsed_s / seconds_per_tick); past the trace's end the last value holds.
+    tick = start_tick + floor(elapsed_s / seconds_per_tick) (past the trace's end the last value holds);
+    with `peak_nodes` the value is scaled by peak_nodes / max(trace) and rounded half up, which keeps the
+    trace's relative dips (16 → 6 becomes 4 → 2) rather than clipping them away.
     """
     tick = min(source.start_tick + math.floor(elapsed_s / seconds_per_tick), len(trace) - 1)
     count = trace[tick]
-    return count if source.max_nodes is None else min(count, source.max_nodes)
+    peak = max(trace)
+    if source.peak_nodes is None or peak == 0:
+        return count
+    return math.floor(count * source.peak_nodes / peak + 0.5)
 
 
 @dataclass(frozen=True)

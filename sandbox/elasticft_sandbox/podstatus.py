@@ -145,7 +145,8 @@ def _conditions(report: PodReport, phase: str) -> list[tuple[str, str, str, str]
     elif phase == "Succeeded":
         readiness = ("False", "PodCompleted", "")
     else:
-        readiness = ("False", "ContainersNotReady", f"containers with unready status: [{report.container_name}]")
+        unready = f"containers with unready status: [{report.container_name}]"
+        readiness = ("False", "ContainersNotReady", unready)
     return [
         ("PodScheduled", "True", "", ""),
         ("Initialized", "True", "" if phase != "Succeeded" else "PodCompleted", ""),

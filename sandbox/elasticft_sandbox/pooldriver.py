@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 
 import aiohttp
 
@@ -149,7 +148,8 @@ class PoolDriver:
         taints = with_termination_taint(node.get("spec", {}).get("taints") or [], now_rfc3339())
         await self.api.patch(node_path(name), {"spec": {"taints": taints}}, MERGE)
         message = f"spot instance {name} is reclaimed by the cloud provider in {notice:g}s"
-        await record_event(self.api, {**node, "kind": "Node"}, "SpotInterruption", message, COMPONENT, "Warning")
+        node["kind"] = "Node"
+        await record_event(self.api, node, "SpotInterruption", message, COMPONENT, "Warning")
         for pod in await self._pods_on(name):
             await self._mark_disruption_target(pod, message)
         task = asyncio.create_task(self._finish_reclaim(name, notice))
@@ -159,9 +159,8 @@ class PoolDriver:
 
     async def _pods_on(self, node: str) -> list[Obj]:
         listing = await self.api.get("/api/v1/pods", params={"fieldSelector": f"spec.nodeName={node}"})
-        return [
-            pod for pod in listing.get("items", []) if pod.get("status", {}).get("phase") not in ("Succeeded", "Failed")
-        ]
+        pods: list[Obj] = listing.get("items", [])
+        return [pod for pod in pods if pod.get("status", {}).get("phase") not in ("Succeeded", "Failed")]
 
     async def _mark_disruption_target(self, pod: Obj, message: str) -> None:
         condition = {
@@ -173,7 +172,8 @@ class PoolDriver:
         }
         meta = pod["metadata"]
         with contextlib.suppress(ApiError):
-            await self.api.patch(pod_path(meta["namespace"], meta["name"], "status"), {"status": {"conditions": [condition]}})
+            path = pod_path(meta["namespace"], meta["name"], "status")
+            await self.api.patch(path, {"status": {"conditions": [condition]}})
 
     async def _finish_reclaim(self, name: str, notice_s: float) -> None:
         try:
@@ -183,7 +183,8 @@ class PoolDriver:
                 meta = pod["metadata"]
                 with contextlib.suppress(ApiError):
                     await self.api.delete(pod_path(meta["namespace"], meta["name"]))
-            longest_grace = max((float(p["spec"].get("terminationGracePeriodSeconds", 30)) for p in pods), default=0)
+            graces = [float(pod["spec"].get("terminationGracePeriodSeconds", 30)) for pod in pods]
+            longest_grace = max(graces, default=0.0)
             deadline = self.elapsed_s() + longest_grace + GRACE_MARGIN_S
             while self.elapsed_s() < deadline and any(
                 pod.get("spec", {}).get("nodeName") == name for pod in self.pods.objects.values()
@@ -197,7 +198,3 @@ class PoolDriver:
     async def stop(self) -> None:
         for task in list(self._reclaims):
             task.cancel()
-
-
-def is_node_name(text: str) -> bool:
-    return re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", text) is not None

@@ -96,7 +96,7 @@ class Scheduler(Controller):
 
     async def _mark_unschedulable(self, pod: Obj, message: str) -> None:
         conditions = pod.get("status", {}).get("conditions") or []
-        current = next((c for c in conditions if c.get("type") == "PodScheduled"), {})
+        current: Obj = next((c for c in conditions if c.get("type") == "PodScheduled"), {})
         uid = pod["metadata"].get("uid", "")
         if self._reported.get(uid) == message or (
             current.get("reason") == "Unschedulable" and current.get("message") == message

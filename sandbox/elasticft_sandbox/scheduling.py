@@ -14,12 +14,18 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from kubernetes.utils import parse_quantity
+from kubernetes.utils import parse_quantity as _parse_quantity
 
 Obj = dict[str, Any]
 Resources = dict[str, Decimal]
 
 BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
+
+
+def parse_quantity(quantity: str | int | float) -> Decimal:
+    """A Kubernetes quantity ("500m", "16Gi", "1") as a number."""
+    value: Decimal = _parse_quantity(quantity)  # type: ignore[no-untyped-call]
+    return value
 TERMINAL_PHASES = ("Succeeded", "Failed")
 
 
@@ -32,7 +38,7 @@ class Placement:
 
 
 def pod_requests(pod: Obj) -> Resources:
-    """Sum of the containers' requests; a resource given only as a limit requests its limit (API defaulting)."""
+    """Sum of the containers' requests; a resource given only as a limit requests that limit (defaulting)."""
     total: Resources = {"pods": Decimal(1)}
     for container in pod.get("spec", {}).get("containers", []):
         resources = container.get("resources") or {}

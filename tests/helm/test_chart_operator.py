@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from conftest import RELEASE, SCENARIO_DIR, HelmChart
+from helm_chart import RELEASE, SCENARIO_DIR, HelmChart
 
 # Pod Security Standards, "restricted" profile (which includes "baseline"), as of Kubernetes 1.30.
 RESTRICTED_VOLUME_TYPES = {
@@ -142,6 +142,7 @@ def test_podmonitor_scrapes_the_metrics_port_of_worker_pods_in_every_watched_nam
     assert monitor["spec"]["namespaceSelector"] == {"any": True}
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
     assert (endpoint["port"], endpoint["path"], endpoint["interval"]) == ("metrics", "/metrics", "30s")
+    assert endpoint["honorLabels"] is True, "workers' own `job` label must survive the scrape"
     namespaced = chart.template(SCENARIO_DIR / "namespaced.yaml", "podMonitor.enabled=true").only("PodMonitor")
     assert namespaced["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
     assert namespaced["metadata"]["name"] == f"{RELEASE}-workers"

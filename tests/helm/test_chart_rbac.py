@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from conftest import RELEASE, RELEASE_NAMESPACE, SCENARIO_DIR, HelmChart, Rendered
+from helm_chart import RELEASE, RELEASE_NAMESPACE, SCENARIO_DIR, HelmChart, Rendered
 
 Grant = tuple[str, str]  # (apiGroup, resource)
 

@@ -34,6 +34,7 @@ class TrainerConfig:
     global_batch_size: int = _opt(16, "samples per optimizer step, constant across world sizes")
     micro_batch_size: int = _opt(8, "largest per-rank forward pass; gradient accumulation is derived")
     learning_rate: float = _opt(3e-3, "AdamW learning rate")
+    cpu_threads: int = _opt(0, "intra-op threads per rank on CPU; 0 = OMP_NUM_THREADS if set, else 1")
     seed: int = _opt(1234, "seed of model initialisation and of the per-epoch data order")
     precision: str = _opt("fp32", "fp32 | bf16 (bf16 = autocast)")
     lora_rank: int = _opt(0, "LoRA rank; 0 trains all weights")

@@ -66,6 +66,15 @@ class DecoderBlock(nn.Module):
         return x + self.out(F.gelu(self.fc(self.ln_mlp(x))))
 
 
+def _init_gpt2_style(module: nn.Module) -> None:
+    """N(0, 0.02) weights as in GPT-2: PyTorch's N(0, 1) embeddings, tied to the head, would start
+    with logits so large that the first steps only undo the initialisation."""
+    if isinstance(module, nn.Linear | nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
 class TinyGpt(nn.Module):
     """GPT-style decoder with learned positions and an output head tied to the token embedding."""
 
@@ -75,6 +84,7 @@ class TinyGpt(nn.Module):
         self.position_embedding = nn.Embedding(shape.max_seq_len, shape.d_model)
         self.blocks = nn.ModuleList(DecoderBlock(shape) for _ in range(shape.n_layers))
         self.ln_final = nn.LayerNorm(shape.d_model)
+        self.apply(_init_gpt2_style)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from elasticft.api.durations import parse_duration
 from elasticft.api.models import FineTuneJob, FineTuneJobSpec, FineTuneJobStatus, Phase
 from elasticft.api.validation import feasible_world_sizes
 from elasticft.controller.builders import (
@@ -354,12 +353,11 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
     rate = observed.prices.rate(status.workers.spot, status.workers.on_demand)
     update_progress(status, spec, now, deadline, rate)
 
-    # Resize when the policy says so, never inside the cooldown.
-    cooldown = timedelta(seconds=_cooldown_seconds(spec))
+    # Resize when the policy says so (the policy owns hysteresis and the cooldown).
     stuck_spot = any(p.unschedulable and p.on_spot and p.created and now - p.created > UNSCHEDULABLE_GRACE
                      for p in current)
     settled = status.phase == Phase.RUNNING or stuck_spot
-    if settled and (status.last_rescale_time is None or now - status.last_rescale_time >= cooldown or stuck_spot):
+    if settled:
         decision = sizing(recent_preemption=False)
         if decision.size != _current_size(status):
             before = _current_size(status)
@@ -371,10 +369,6 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
         else:
             status.last_decision = decision.reason
     return plan
-
-
-def _cooldown_seconds(spec: FineTuneJobSpec) -> float:
-    return parse_duration(spec.elastic.rescale_cooldown)
 
 
 def _backoff_s(restarts: int) -> float:

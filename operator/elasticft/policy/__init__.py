@@ -1,1 +1,14 @@
-"""policy layer (see DESIGN §2)."""
+"""The policy layer: pure functions that size a job (DESIGN §5). No I/O, no Kubernetes."""
+
+from elasticft.policy.decision import Decision, Mode, PolicyInput, decide
+from elasticft.policy.throughput import ThroughputParams, fit_throughput, predict_throughput
+
+__all__ = [
+    "Decision",
+    "Mode",
+    "PolicyInput",
+    "ThroughputParams",
+    "decide",
+    "fit_throughput",
+    "predict_throughput",
+]

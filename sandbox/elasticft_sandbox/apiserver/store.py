@@ -241,7 +241,11 @@ class Store:
 
     def update(self, resource: ResourceType, namespace: str, name: str, body: dict[str, Any],
                subresource: str = "") -> dict[str, Any]:
-        """Replace an object (PUT, or the result of a PATCH), honouring the status subresource rules."""
+        """Replace an object (PUT, or the result of a PATCH), honouring the status subresource rules.
+
+        `subresource` is "" for the main resource (status kept as it was), "status" (only status taken)
+        or "binding" (the scheduler's binding: spec.nodeName and the PodScheduled condition together).
+        """
         old = self.get(resource, namespace, name)
         new = copy.deepcopy(body)
         meta = new.setdefault("metadata", {})
@@ -262,7 +266,7 @@ class Store:
                 merged.pop("status", None)
             new = merged
             meta = dict(old_meta)
-        elif resource.has_status:
+        elif resource.has_status and subresource != "binding":
             if "status" in old:
                 new["status"] = old["status"]
             else:

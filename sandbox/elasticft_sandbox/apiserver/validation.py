@@ -151,7 +151,6 @@ def _cause(error: jsonschema.ValidationError) -> FieldCause:
 
 def validate(obj: dict[str, Any], resource: ResourceType) -> None:
     """Raise 422 Invalid with one cause per schema violation (custom resources only)."""
-    validate_name(obj, resource)
     if resource.schema is None:
         return
     errors = sorted(_validator(resource.schema).iter_errors(obj), key=lambda e: list(e.absolute_path))

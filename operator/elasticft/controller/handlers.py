@@ -1,0 +1,189 @@
+"""kopf handlers: thin. Each reads the world, asks `plan_reconcile`, and carries out the plan.
+
+The same `reconcile_job` runs on create, resume (operator restart), spec update and on a timer; it
+re-reads the job from the API each time and keeps nothing but caches in memory, so it is safe to
+re-run at any moment and an operator restart mid-job changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from prometheus_client import Counter, Histogram
+
+from elasticft.api.models import GROUP, PLURAL, VERSION, FineTuneJob, FineTuneJobStatus
+from elasticft.api.validation import validate_document
+from elasticft.controller.kube import Conflict, Kube, Manifest
+from elasticft.controller.names import ROLE_WORKER, job_selector, rendezvous_name
+from elasticft.controller.observe import node_view, pod_view
+from elasticft.controller.reconcile import Measurement, Observed, plan_reconcile
+from elasticft.controller.sizing import decide_size
+from elasticft.controller.status import Prices, condition_is, set_condition
+from elasticft.signals import prometheus as prometheus_source
+from elasticft.signals.prices import prices_from_configmap, prices_from_values, static_prices
+from elasticft.signals.throughput import StepRate
+from elasticft.signals.worker_metrics import scrape_worker
+
+RECONCILE_INTERVAL_S = float(os.environ.get("ELASTICFT_RECONCILE_INTERVAL", "5"))
+NODE_CACHE_S = 2.0
+
+RECONCILES = Counter("elasticft_operator_reconciles", "Reconciles run", ["outcome"])
+RECONCILE_SECONDS = Histogram(
+    "elasticft_operator_reconcile_seconds", "Time of one reconcile",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+
+# Soft state only: rates need two readings, and the node list is shared by every job's look.
+_step_rates: dict[str, StepRate] = {}
+_nodes_cache: tuple[float, list[Manifest]] = (0.0, [])
+_kube: Kube | None = None
+
+
+def kube() -> Kube:
+    global _kube
+    if _kube is None:
+        _kube = Kube()
+    return _kube
+
+
+def _nodes() -> list[Manifest]:
+    global _nodes_cache
+    if time.monotonic() - _nodes_cache[0] > NODE_CACHE_S:
+        _nodes_cache = (time.monotonic(), kube().list_nodes())
+    return _nodes_cache[1]
+
+
+def _status_of(raw: Manifest) -> FineTuneJobStatus:
+    """The stored status, ignoring fields this version does not know (an older operator's)."""
+    stored = raw.get("status") or {}
+    known = {f.alias or name for name, f in FineTuneJobStatus.model_fields.items()}
+    return FineTuneJobStatus.model_validate({k: v for k, v in stored.items() if k in known})
+
+
+def _prices(job: FineTuneJob) -> Prices:
+    spec, namespace = job.spec, job.metadata.namespace or "default"
+    fallback = static_prices(spec)
+    pricing = spec.capacity.pricing
+    if pricing.source == "ConfigMap" and pricing.config_map_name:
+        data = kube().config_map_data(namespace, pricing.config_map_name)
+        return prices_from_configmap(data, fallback) if data is not None else fallback
+    if pricing.source == "Prometheus" and spec.metrics.prometheus_url and pricing.spot_query \
+            and pricing.on_demand_query:
+        spot, on_demand = prometheus_source.read_prices(
+            spec.metrics.prometheus_url, pricing.spot_query, pricing.on_demand_query)
+        return prices_from_values(spot, on_demand, fallback)
+    return fallback
+
+
+def _measure(job: FineTuneJob, status: FineTuneJobStatus, pods: list[Manifest], uid: str) -> Measurement:
+    """Throughput and step: from Prometheus when the job names one, else by scraping a worker."""
+    spec, namespace = job.spec, job.metadata.namespace or "default"
+    if spec.metrics.prometheus_url:
+        reading = prometheus_source.read_job(spec.metrics.prometheus_url, job.metadata.name, namespace)
+        return Measurement(step=reading.step, total_steps=reading.total_steps,
+                           samples_per_second=reading.samples_per_second, checkpoint_step=reading.checkpoint_step)
+    views = sorted((pod_view(p) for p in pods), key=lambda v: v.index)
+    for view in views:
+        if view.role == ROLE_WORKER and view.generation == status.generation and view.pod_ip \
+                and view.phase == "Running":
+            metrics = scrape_worker(view.pod_ip, spec.metrics.port)
+            if metrics is None or metrics.step is None:
+                continue
+            rate = _step_rates.setdefault(uid, StepRate(spec.global_batch_size))
+            sps = rate.add(status.generation, time.monotonic(), metrics.step)
+            return Measurement(step=metrics.step, total_steps=metrics.total_steps, samples_per_second=sps,
+                               loss=metrics.loss, checkpoint_step=metrics.checkpoint_step)
+    return Measurement()
+
+
+def _mark_invalid(raw: Manifest, messages: list[str], now: datetime) -> None:
+    status = _status_of(raw)
+    message = "; ".join(messages)
+    generation = int(raw["metadata"].get("generation", 0))
+    if condition_is(status, "Valid", "False") and any(c.message == message for c in status.conditions):
+        return  # already said: no event storm, no retry storm
+    set_condition(status, "Valid", False, "InvalidSpec", message, now, generation)
+    status.observed_generation = generation
+    meta = raw["metadata"]
+    kube().patch_job_status(meta["namespace"], meta["name"], meta["resourceVersion"],
+                            status.model_dump(by_alias=True, mode="json"))
+    kopf.event(kopf.Body(raw), type="Warning", reason="InvalidSpec", message=message)
+
+
+def reconcile_job(namespace: str, name: str) -> None:
+    """Read everything, plan, write status first, then act (so a crash in between re-plans the same)."""
+    started = time.perf_counter()
+    raw = kube().get_job(namespace, name)
+    if raw is None or raw["metadata"].get("deletionTimestamp"):
+        return
+    now = datetime.now(UTC)
+    created = datetime.fromisoformat(raw["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+    job, errors = validate_document({k: v for k, v in raw.items() if k != "status"}, now=created)
+    if job is None:
+        _mark_invalid(raw, [str(e) for e in errors], now)
+        RECONCILES.labels("invalid").inc()
+        return
+    job.status = _status_of(raw)
+    uid = raw["metadata"]["uid"]
+    pods = kube().list_pods(namespace, job_selector(name))
+    nodes = [node_view(n) for n in _nodes()]
+    terminating = {n.name for n in nodes if n.terminating}
+    observed = Observed(
+        now=now,
+        created=created,
+        pods=[pod_view(p, terminating) for p in pods],
+        nodes=nodes,
+        measurement=_measure(job, job.status, pods, uid),
+        prices=_prices(job),
+        rendezvous_host=kube().service_cluster_ip(namespace, rendezvous_name(name)),
+    )
+    plan = plan_reconcile(job, observed, decide_size)
+    try:
+        kube().patch_job_status(namespace, name, raw["metadata"]["resourceVersion"],
+                                plan.status.model_dump(by_alias=True, mode="json"))
+    except Conflict as exc:
+        RECONCILES.labels("conflict").inc()
+        raise kopf.TemporaryError(str(exc), delay=1) from exc
+    for manifest in plan.create:
+        kube().create(manifest)
+    for pod_name in plan.delete:
+        kube().delete_pod(namespace, pod_name)
+    for event in plan.events:
+        kopf.event(kopf.Body(raw), type=event.type, reason=event.reason, message=event.message)
+    if plan.status.phase in ("Succeeded", "Failed"):
+        _step_rates.pop(uid, None)
+    RECONCILES.labels("ok").inc()
+    RECONCILE_SECONDS.observe(time.perf_counter() - started)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Progress and diff-base in annotations: the CRD's status schema stays fully declared (no
+    # preserve-unknown-fields) and nothing of kopf's leaks into `kubectl get ftj -o yaml` status.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="elasticft.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="elasticft.io", key="last-handled-configuration")
+    # Children go with the job through owner references; kopf's own finalizer (for its timers) is
+    # named after this project so `kubectl get -o yaml` says whose it is.
+    settings.persistence.finalizer = "elasticft.io/finalizer"
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.posting.level = logging.INFO
+    settings.execution.max_workers = 32
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def on_change(namespace: str | None, name: str, **_: Any) -> None:
+    reconcile_job(namespace or "default", name)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=RECONCILE_INTERVAL_S)
+def on_timer(namespace: str | None, name: str, **_: Any) -> None:
+    reconcile_job(namespace or "default", name)

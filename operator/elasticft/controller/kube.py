@@ -1,0 +1,108 @@
+"""The one Kubernetes client wrapper of the operator: plain dicts in and out, idempotent writes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from elasticft.api.models import GROUP, PLURAL, VERSION
+
+Manifest = dict[str, Any]
+
+
+class Conflict(Exception):
+    """The object changed since it was read; the caller tries again on its next look."""
+
+
+def load_config() -> None:
+    """In-cluster credentials in a pod, else the current kubeconfig (kind, the sandbox, a laptop)."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+
+
+def _json(response: Any) -> Any:
+    return json.loads(response.data)
+
+
+class Kube:
+    """Reads and writes the objects the operator owns; AlreadyExists and NotFound are success."""
+
+    def __init__(self, api_client: client.ApiClient | None = None) -> None:
+        self.core = client.CoreV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+
+    def get_job(self, namespace: str, name: str) -> Manifest | None:
+        try:
+            return _json(self.custom.get_namespaced_custom_object(  # type: ignore[no-any-return]
+                GROUP, VERSION, namespace, PLURAL, name, _preload_content=False))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def patch_job_status(self, namespace: str, name: str, resource_version: str, status: Manifest) -> None:
+        """Merge-patch status, guarded by resourceVersion so two looks never both apply a decision."""
+        body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+        try:
+            self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, body)
+        except ApiException as exc:
+            if exc.status == 409:
+                raise Conflict(f"{namespace}/{name} changed meanwhile") from exc
+            raise
+
+    def list_pods(self, namespace: str, label_selector: str) -> list[Manifest]:
+        response = self.core.list_namespaced_pod(namespace, label_selector=label_selector, _preload_content=False)
+        return list(_json(response)["items"])
+
+    def list_nodes(self) -> list[Manifest]:
+        return list(_json(self.core.list_node(_preload_content=False))["items"])
+
+    def service_cluster_ip(self, namespace: str, name: str) -> str | None:
+        try:
+            service = _json(self.core.read_namespaced_service(name, namespace, _preload_content=False))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        ip = service.get("spec", {}).get("clusterIP")
+        return ip if ip and ip != "None" else None
+
+    def config_map_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        try:
+            cm = _json(self.core.read_namespaced_config_map(name, namespace, _preload_content=False))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(cm.get("data") or {})
+
+    def create(self, manifest: Manifest) -> bool:
+        """Create a Pod, Service or PersistentVolumeClaim; False when it already existed."""
+        namespace = manifest["metadata"]["namespace"]
+        creators: dict[str, Callable[..., Any]] = {
+            "Pod": self.core.create_namespaced_pod,
+            "Service": self.core.create_namespaced_service,
+            "PersistentVolumeClaim": self.core.create_namespaced_persistent_volume_claim,
+        }
+        create = creators[manifest["kind"]]
+        try:
+            create(namespace, manifest, _preload_content=False)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        """Graceful delete: the kubelet sends SIGTERM and waits the pod's grace period."""
+        try:
+            self.core.delete_namespaced_pod(name, namespace, _preload_content=False)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise

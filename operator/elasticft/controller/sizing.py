@@ -1,0 +1,87 @@
+"""Maps a job's spec and status onto the policy's input, and the policy's answer onto a world size.
+
+The policy (`elasticft.policy`) is pure and knows nothing of Kubernetes; this module is the one
+place that translates, so the simulator and the operator run the very same decision code.
+"""
+
+from __future__ import annotations
+
+from elasticft.api.durations import parse_duration
+from elasticft.controller.reconcile import Size, SizeDecision, SizingRequest
+from elasticft.policy.decision import Mode, PolicyInput, decide
+from elasticft.policy.throughput import PRIOR, ThroughputParams
+
+# Before any restart has been measured, assume one costs this much (save + reschedule + load).
+DEFAULT_RESTART_OVERHEAD_S = 60.0
+# How long a decision holds at least: the policy's g.
+MIN_DECISION_INTERVAL_S = 30.0
+
+
+def policy_input(request: SizingRequest) -> PolicyInput:
+    """The policy's view of a job: samples left, time left, measured curve, prices, availability."""
+    spec, status, now = request.spec, request.status, request.now
+    batch = spec.global_batch_size
+    total_steps = status.total_steps or spec.total_steps or 0
+    started = status.start_time or now
+    seconds_left = (request.deadline - now).total_seconds() if request.deadline else None
+    overhead = status.restart_overhead_seconds or DEFAULT_RESTART_OVERHEAD_S
+    since_rescale = (now - status.last_rescale_time).total_seconds() if status.last_rescale_time else float("inf")
+    restarting = status.phase != "Running" and status.generation > 0
+    cooldown = parse_duration(spec.elastic.rescale_cooldown)
+    prior = spec.throughput_prior
+    return PolicyInput(
+        min_workers=spec.elastic.min_workers,
+        max_workers=spec.elastic.max_workers,
+        mode=Mode(spec.objective.mode),
+        samples_done=float(status.step * batch),
+        samples_left=float(max(total_steps - status.step, 0) * batch),
+        seconds_elapsed=max((now - started).total_seconds(), 0.0),
+        seconds_left=seconds_left,
+        throughput_points=tuple((p.workers, p.samples_per_second) for p in status.throughput.curve),
+        spot_price_per_hour=request.prices.spot_per_hour,
+        on_demand_price_per_hour=request.prices.on_demand_per_hour,
+        spot_available=spec.elastic.max_workers if request.spot_available is None else request.spot_available,
+        current_spot=status.workers.spot,
+        current_on_demand=status.workers.on_demand,
+        restart_overhead_s=overhead,
+        restart_remaining_s=max(overhead - since_rescale, 0.0) if restarting else 0.0,
+        seconds_since_rescale=since_rescale,
+        rescale_cooldown_s=cooldown,
+        preempted=request.recent_preemption,
+        decision_interval_s=max(cooldown, MIN_DECISION_INTERVAL_S),
+        cost_so_far=status.cost.accrued,
+        max_total_cost=spec.objective.budget.max_total_cost,
+        max_cost_per_hour=spec.objective.budget.max_cost_per_hour,
+        spot_enabled=spec.capacity.spot.enabled,
+        on_demand_enabled=spec.capacity.on_demand.enabled,
+        min_scaling_efficiency=spec.objective.min_scaling_efficiency,
+        throughput_prior=(ThroughputParams(lam=prior.samples_per_second, sigma=prior.serial_fraction)
+                          if prior else PRIOR),
+    )
+
+
+def fit_to_feasible(spot: int, on_demand: int, feasible: list[int]) -> Size:
+    """The largest world size that splits the global batch evenly and is <= the policy's; the
+    difference comes off spot first, so on-demand safety stays. Below the smallest, the smallest."""
+    wanted = spot + on_demand
+    below = [n for n in feasible if n <= wanted]
+    target = max(below) if below else min(feasible)
+    cut = wanted - target
+    spot_cut = min(cut, spot)
+    spot, on_demand = spot - spot_cut, on_demand - (cut - spot_cut)
+    if target > wanted:  # grow to the smallest feasible size on the capacity the policy used most
+        if spot >= on_demand:
+            spot += target - wanted
+        else:
+            on_demand += target - wanted
+    return Size(spot=spot, on_demand=on_demand)
+
+
+def decide_size(request: SizingRequest) -> SizeDecision:
+    """The operator's Decide: run the policy and fit its answer to a feasible world size."""
+    decision = decide(policy_input(request))
+    size = fit_to_feasible(decision.spot, decision.on_demand, request.feasible_sizes)
+    reason = decision.reason
+    if size.total != decision.workers:
+        reason += f" (rounded to {size.total} workers so the global batch splits evenly)"
+    return SizeDecision(size=size, reason=reason)

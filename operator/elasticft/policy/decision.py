@@ -1,0 +1,295 @@
+"""The sizing decision: how many spot and on-demand workers a job should run now, and why.
+
+Vocabulary (all times in seconds, throughput X(n) in samples/s from `policy.throughput`):
+
+- N: the largest useful size, `max_workers` capped where a worker's marginal throughput falls below
+  `min_scaling_efficiency` of its share (see `useful_max_workers`);
+- W: samples left; T: time left to the deadline; d: restart overhead (save + reschedule + load);
+  g: the decision interval (how long a decision holds);
+- slack S = T - W / X(N) - r, with r the restart still in progress: the time the job can still spend
+  idle, restarting or running below full speed and yet finish on N on-demand workers. Running at X(N)
+  keeps S constant; idling spends it at 1 s/s; every restart spends d.
+- pace line L = pace * (1 - F0 / T0) * T, with F0 the whole job's time at X(N) and T0 the whole
+  window: *Can't Be Late*'s uniform-progress line (pace = 1) expressed as slack, loosened by `pace` < 1.
+
+MinCost rules (single worker: Can't Be Late's Uniform Progress with its hysteresis replaced by slack
+arithmetic; N workers: the same on counts, with the elastic edge of using any k <= N spot workers):
+
+1. safety net: idle, or running below full speed, with S - d < 2d + g: move to N on-demand and stay;
+2. exploitation: a running spot generation is kept until it is preempted;
+3. taking risks: spot whenever at least `min_workers` spot workers are obtainable and S - d >= 2d + g
+   (so that one preemption and a move to on-demand still fit);
+4. uniform progress: with no usable spot, idle while S >= L, on-demand otherwise; behind the line, spot
+   workers are topped up to N with on-demand;
+5. leave on-demand for spot only if S - d >= 2d + g, S >= L and the spot capacity has lasted one decision
+   interval (short-lived spot is the commonest kind and costs two restarts);
+6. resize a running generation only when the throughput gained repays the restart within
+   `rescale_payback_s`: (X(new) - X(now)) * payback >= X(new) * d; never within the cooldown.
+
+MinTime runs the fastest configuration whose projected cost stays within the budget; Balanced is
+MinCost aiming halfway between the fastest finish and the deadline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+
+from elasticft.policy.throughput import (
+    PRIOR,
+    ThroughputParams,
+    ThroughputPoint,
+    fit_throughput,
+    predict_throughput,
+)
+
+
+class Mode(StrEnum):
+    """The objective of a job (FineTuneJob `spec.objective.mode`)."""
+
+    MIN_COST = "MinCost"
+    MIN_TIME = "MinTime"
+    BALANCED = "Balanced"
+
+
+@dataclass(frozen=True)
+class PolicyInput:
+    """Everything the policy may know: the job's spec and what has been measured so far."""
+
+    min_workers: int
+    max_workers: int
+    mode: Mode
+    samples_done: float
+    samples_left: float
+    seconds_elapsed: float
+    #: seconds to the deadline (negative once past it); None for a job without a deadline
+    seconds_left: float | None
+    #: measured (workers, samples/s); may be empty before the first measurement
+    throughput_points: tuple[ThroughputPoint, ...]
+    spot_price_per_hour: float
+    on_demand_price_per_hour: float
+    #: spot workers obtainable now: the running ones plus those that could be placed
+    spot_available: int
+    current_spot: int
+    current_on_demand: int
+    restart_overhead_s: float
+    #: seconds since the observed spot availability last changed
+    spot_availability_age_s: float = math.inf
+    #: part of the current generation's restart that has not elapsed yet
+    restart_remaining_s: float = 0.0
+    seconds_since_rescale: float = math.inf
+    rescale_cooldown_s: float = 0.0
+    #: a spot worker of the current generation was preempted since the last decision
+    preempted: bool = False
+    decision_interval_s: float = 60.0
+    cost_so_far: float = 0.0
+    max_total_cost: float | None = None
+    max_cost_per_hour: float | None = None
+    spot_enabled: bool = True
+    on_demand_enabled: bool = True
+    min_scaling_efficiency: float = 0.0
+    pace: float = 0.75
+    rescale_payback_s: float = 7200.0
+    throughput_prior: ThroughputParams = PRIOR
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Desired worker counts and a one-line reason (shown in status.lastDecision and Events)."""
+
+    spot: int
+    on_demand: int
+    reason: str
+
+    @property
+    def workers(self) -> int:
+        return self.spot + self.on_demand
+
+
+def useful_max_workers(params: ThroughputParams, inp: PolicyInput) -> int:
+    """N = the largest n <= max_workers with X(n) - X(n-1) >= min_scaling_efficiency * X(n) / n for all
+    sizes up to n (a worker adding less than that fraction of its share is not worth paying for)."""
+    best = max(inp.min_workers, 1)
+    for n in range(best + 1, inp.max_workers + 1):
+        x = predict_throughput(params, n)
+        if x - predict_throughput(params, n - 1) < inp.min_scaling_efficiency * x / n:
+            break
+        best = n
+    return min(best, inp.max_workers)
+
+
+def slack_seconds(inp: PolicyInput, params: ThroughputParams, full_size: int) -> float:
+    """S = T - W / X(N) - r: time the job may still lose and finish on N on-demand workers."""
+    assert inp.seconds_left is not None
+    return inp.seconds_left - inp.samples_left / predict_throughput(params, full_size) - inp.restart_remaining_s
+
+
+def pace_line_seconds(inp: PolicyInput, params: ThroughputParams, full_size: int) -> float:
+    """L = pace * (1 - F0 / T0) * T, F0 = (samples done + left) / X(N), T0 = elapsed + T."""
+    assert inp.seconds_left is not None
+    window = inp.seconds_elapsed + inp.seconds_left
+    if window <= 0:
+        return 0.0
+    whole_job = (inp.samples_done + inp.samples_left) / predict_throughput(params, full_size)
+    return inp.pace * max(1.0 - whole_job / window, 0.0) * max(inp.seconds_left, 0.0)
+
+
+def hourly_cost(inp: PolicyInput, spot: int, on_demand: int) -> float:
+    """Cost per hour of a configuration: spot * p_spot + on_demand * p_on_demand."""
+    return spot * inp.spot_price_per_hour + on_demand * inp.on_demand_price_per_hour
+
+
+def projected_cost(inp: PolicyInput, params: ThroughputParams, spot: int, on_demand: int) -> float:
+    """Cost to finish on a configuration: hourly_cost * (d + W / X(spot + on_demand)) / 3600."""
+    throughput = predict_throughput(params, spot + on_demand)
+    if throughput <= 0:
+        return math.inf
+    seconds = inp.restart_overhead_s + inp.samples_left / throughput
+    return hourly_cost(inp, spot, on_demand) * seconds / 3600.0
+
+
+def rescale_pays(inp: PolicyInput, params: ThroughputParams, workers_now: int, workers_new: int) -> bool:
+    """(X(new) - X(now)) * payback >= X(new) * d: the gain repays the restart within the payback time."""
+    x_new = predict_throughput(params, workers_new)
+    gain = x_new - predict_throughput(params, workers_now)
+    return gain * inp.rescale_payback_s >= x_new * inp.restart_overhead_s
+
+
+def decide(inp: PolicyInput) -> Decision:
+    """The configuration to run now; see the module docstring for the rules and their formulas."""
+    if inp.samples_left <= 0:
+        return Decision(0, 0, "finished: all samples consumed")
+    params = fit_throughput(inp.throughput_points, inp.throughput_prior)
+    full_size = useful_max_workers(params, inp)
+    spot_usable = min(inp.spot_available, full_size) if inp.spot_enabled else 0
+    current = (inp.current_spot, inp.current_on_demand)
+    running = sum(current) > 0
+    broken = inp.preempted or inp.current_spot > spot_usable
+    if running and not broken and inp.seconds_since_rescale < inp.rescale_cooldown_s:
+        decision = Decision(*current, f"hold: in the rescale cooldown ({inp.rescale_cooldown_s:.0f} s)")
+        if inp.seconds_left is None or not _must_fall_back(inp, params, full_size):
+            return _within_budget(inp, params, decision)
+    if inp.mode == Mode.MIN_TIME:
+        decision = _fastest(inp, params, full_size, spot_usable, broken)
+    elif inp.mode == Mode.BALANCED and inp.seconds_left is not None:
+        fastest_finish = inp.samples_left / predict_throughput(params, full_size)
+        midway = dataclasses.replace(inp, seconds_left=(inp.seconds_left + fastest_finish) / 2)
+        decision = _cheapest(midway, params, full_size, spot_usable, broken)
+    else:
+        decision = _cheapest(inp, params, full_size, spot_usable, broken)
+    return _within_budget(inp, params, decision)
+
+
+def _must_fall_back(inp: PolicyInput, params: ThroughputParams, full_size: int) -> bool:
+    """Safety net (rule 1): below full speed with S - d < 2d + g."""
+    if not inp.on_demand_enabled:
+        return False
+    if inp.current_spot + inp.current_on_demand == full_size and not inp.preempted:
+        return False  # full speed spends no slack; entering it left room for one more restart
+    d, g = inp.restart_overhead_s, inp.decision_interval_s
+    return slack_seconds(inp, params, full_size) - d < 2 * d + g
+
+
+def _cheapest(inp: PolicyInput, params: ThroughputParams, full_size: int, spot_usable: int,
+              broken: bool) -> Decision:
+    """MinCost rules 1-6."""
+    current = (inp.current_spot, inp.current_on_demand)
+    spot_ok = spot_usable >= max(inp.min_workers, 1)
+    if inp.seconds_left is None:
+        return _without_deadline(inp, params, full_size, spot_usable, broken)
+    d, g = inp.restart_overhead_s, inp.decision_interval_s
+    slack = slack_seconds(inp, params, full_size)
+    line = pace_line_seconds(inp, params, full_size)
+    hours = f"slack {slack / 3600:.2f} h, pace line {line / 3600:.2f} h"
+    fallback = (0, full_size)
+    if _must_fall_back(inp, params, full_size):
+        if current == fallback:
+            return Decision(*fallback, f"on-demand until the end: {hours}")
+        return Decision(*fallback, f"safety net: {hours} leaves no room for another restart; all on-demand")
+    room_for_spot = slack - d >= 2 * d + g
+    behind = slack < line
+    on_demand_only = inp.current_spot == 0 and inp.current_on_demand > 0
+
+    def spot_config(reason: str) -> Decision:
+        top_up = full_size - spot_usable if behind and inp.on_demand_enabled else 0
+        return Decision(spot_usable, top_up, f"{reason}: {spot_usable} spot{f' + {top_up} on-demand' if top_up else ''}"
+                        f" ({hours})")
+
+    if on_demand_only and not broken:
+        settled = inp.spot_availability_age_s >= g
+        if spot_ok and room_for_spot and not behind and settled and inp.restart_remaining_s <= 0:
+            return spot_config("spot is back and stable, slack allows a restart")
+        return Decision(*current, f"stay on on-demand ({hours}, {spot_usable} spot obtainable)")
+    if inp.current_spot > 0 and not broken:
+        grown = spot_usable > inp.current_spot and inp.restart_remaining_s <= 0
+        if grown and room_for_spot and rescale_pays(inp, params, sum(current), spot_usable) \
+                and inp.spot_availability_age_s >= g:
+            return spot_config(f"more spot obtainable ({inp.current_spot} -> {spot_usable})")
+        return Decision(*current, f"keep the running spot generation ({hours})")
+    # idle, or the running generation lost workers: choose afresh
+    if spot_ok and room_for_spot:
+        return spot_config("spot obtainable" if not broken else "preempted, re-forming on spot")
+    if not inp.on_demand_enabled:
+        return Decision(0, 0, f"waiting for spot: on-demand capacity is disabled ({hours})")
+    if behind or not room_for_spot:
+        return Decision(*fallback, f"behind the pace line, no usable spot: on-demand ({hours})")
+    return Decision(0, 0, f"wait for spot: ahead of the pace line ({hours})")
+
+
+def _without_deadline(inp: PolicyInput, params: ThroughputParams, full_size: int, spot_usable: int,
+                      broken: bool) -> Decision:
+    """No deadline: spot only, as many as are obtainable; on-demand only if spot is disabled."""
+    current = (inp.current_spot, inp.current_on_demand)
+    if not inp.spot_enabled:
+        return Decision(0, full_size, "no deadline and spot disabled: on-demand")
+    if spot_usable < max(inp.min_workers, 1):
+        return Decision(0, 0, f"no deadline: wait for spot ({spot_usable} obtainable)")
+    if inp.current_spot > 0 and not broken and inp.current_on_demand == 0 and not (
+            spot_usable > inp.current_spot and rescale_pays(inp, params, inp.current_spot, spot_usable)):
+        return Decision(*current, "no deadline: keep the running spot generation")
+    return Decision(spot_usable, 0, f"no deadline: run on the {spot_usable} obtainable spot workers")
+
+
+def _fastest(inp: PolicyInput, params: ThroughputParams, full_size: int, spot_usable: int,
+             broken: bool) -> Decision:
+    """MinTime: the largest size (spot first, on-demand to fill) whose projected cost fits the budget."""
+    current = (inp.current_spot, inp.current_on_demand)
+    budget_left = math.inf if inp.max_total_cost is None else inp.max_total_cost - inp.cost_so_far
+    on_demand_max = full_size - spot_usable if inp.on_demand_enabled else 0
+    candidates = [(spot_usable, o) for o in range(on_demand_max, -1, -1)]
+    candidates += [(s, 0) for s in range(spot_usable - 1, 0, -1)]
+    for spot, on_demand in candidates:
+        if spot + on_demand < max(inp.min_workers, 1):
+            continue
+        if projected_cost(inp, params, spot, on_demand) > budget_left:
+            continue
+        target = (spot, on_demand)
+        if target != current and sum(current) > 0 and not broken \
+                and not rescale_pays(inp, params, sum(current), sum(target)):
+            return Decision(*current, "fastest within budget: a resize would not repay its restart")
+        return Decision(spot, on_demand, f"fastest within budget: {spot} spot + {on_demand} on-demand,"
+                        f" projected {projected_cost(inp, params, spot, on_demand):.2f} of {budget_left:.2f} left")
+    return Decision(0, 0, f"budget exhausted: no configuration finishes within {budget_left:.2f}")
+
+
+def _within_budget(inp: PolicyInput, params: ThroughputParams, decision: Decision) -> Decision:
+    """Clamp to `max_cost_per_hour` (on-demand workers go first) and to [min_workers, max_workers]."""
+    spot, on_demand = decision.spot, decision.on_demand
+    reason = decision.reason
+    if inp.max_cost_per_hour is not None:
+        while spot + on_demand > 0 and hourly_cost(inp, spot, on_demand) > inp.max_cost_per_hour + 1e-9:
+            if on_demand > 0:
+                on_demand -= 1
+            else:
+                spot -= 1
+        if (spot, on_demand) != (decision.spot, decision.on_demand):
+            reason += f"; capped at {inp.max_cost_per_hour:.2f}/h"
+    total = spot + on_demand
+    if total > inp.max_workers:
+        on_demand = max(inp.max_workers - spot, 0)
+        spot = min(spot, inp.max_workers)
+    if 0 < spot + on_demand < inp.min_workers:
+        return Decision(0, 0, f"{reason}; fewer than min_workers={inp.min_workers} affordable: idle")
+    return Decision(spot, on_demand, reason)

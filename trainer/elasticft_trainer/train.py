@@ -1,0 +1,250 @@
+"""The training loop, run once per rank by torchrun (`python -m elasticft_trainer`).
+
+Reads top to bottom: configure, join the world, build data/model/optimizer, resume from the newest
+usable checkpoint, train until the job's total steps or until any rank was asked to stop, save,
+publish the summary.
+
+Stopping is agreed, not local: a SIGTERM reaches the workers of one pod while the peers keep running,
+and a DCP save is collective, so each step ends with one small all-reduce that carries the step's
+loss, "someone got SIGTERM" and "someone's checkpoint timer fired". Every rank therefore stops (or
+saves) after the same step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from types import FrameType
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from .checkpoint import CheckpointManager, TrainingProgress, TrainState
+from .config import TrainerConfig, load_config
+from .data import SampleRef, TokenWindows, build_windows, micro_batches, rank_samples
+from .metrics import TrainerMetrics
+from .model import build_model, load_encoder, trainable_parameter_count
+from .runtime import DevicePlan, World, cpu_thread_count, select_device, start_process_group, world_from_environ
+from .summary import RunSummary, StopReason, publish
+
+log = logging.getLogger("elasticft_trainer")
+
+# A peer-stopped worker exits non-zero only when torchrun could restart it into a re-formed world
+# (in-place elasticity, `--max-restarts` > 0); otherwise the generation is over and 0 is honest.
+EXIT_REJOIN_WORLD = 75
+PROGRESS_LOG_EVERY_STEPS = 10
+
+
+class StopRequest:
+    """Set by SIGTERM (the preemption notice torchrun forwards); read once per step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if not self.requested:
+            log.warning("SIGTERM received: finishing the current step, then saving")
+        self.requested = True
+
+
+@dataclass(frozen=True)
+class StepAgreement:
+    """What all ranks learned from the end-of-step all-reduce."""
+
+    loss: float
+    stop: bool
+    save: bool
+
+
+def agree(plan: DevicePlan, local_loss_sum: float, tokens: int, stop: bool, save_due: bool) -> StepAgreement:
+    """One all-reduce for the global loss and the stop/save votes (the cost of a scalar collective)."""
+    votes = torch.tensor([local_loss_sum, float(stop), float(save_due)], dtype=torch.float64, device=plan.device)
+    dist.all_reduce(votes)
+    loss_sum, stops, saves = votes.tolist()
+    return StepAgreement(loss=loss_sum / tokens, stop=stops > 0, save=saves > 0)
+
+
+def train_step(
+    model: DistributedDataParallel,
+    optimizer: torch.optim.Optimizer,
+    windows: TokenWindows,
+    samples: list[SampleRef],
+    config: TrainerConfig,
+    plan: DevicePlan,
+    loss_scale: float,
+) -> float:
+    """Forward/backward over this rank's share in micro-batches, then one optimizer step.
+
+    The summed token loss is multiplied by `loss_scale` = W / (B * seq_len); DDP then averages over W
+    ranks, so the gradient is the mean over the global batch whatever W, shares and accumulation.
+    Returns this rank's summed token loss.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    chunks = micro_batches(samples, config.micro_batch_size)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=plan.device)
+    for index, chunk in enumerate(chunks):
+        inputs, targets = (tensor.to(plan.device) for tensor in windows.batch(chunk))
+        # Only the last micro-batch all-reduces gradients; the others accumulate locally.
+        sync = contextlib.nullcontext() if index == len(chunks) - 1 else model.no_sync()
+        autocast = (
+            torch.autocast(plan.device_type, dtype=plan.autocast_dtype)
+            if plan.autocast_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with sync:
+            with autocast:
+                logits = model(inputs)
+            loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="sum")
+            (loss * loss_scale).backward()
+        loss_sum += loss.detach()
+    optimizer.step()
+    return float(loss_sum.item())
+
+
+def append_sample_log(path: str, step: int, rank: int, samples: list[SampleRef]) -> None:
+    """One `step epoch index rank` line per sample, one append per step."""
+    lines = "".join(f"{step} {s.epoch} {s.index} {rank}\n" for s in samples)
+    with open(path, "a") as handle:
+        handle.write(lines)
+
+
+def train(config: TrainerConfig, world: World, plan: DevicePlan, stop: StopRequest) -> tuple[RunSummary, int]:
+    """Run until the job's last step or an agreed stop; returns the summary and the exit code."""
+    metrics = TrainerMetrics(config.job_name, world.rank)
+    if config.metrics_port >= 0:
+        metrics.serve(config.metrics_host, config.metrics_port + world.local_rank if config.metrics_port else 0)
+    metrics.total_steps.set(config.total_steps)
+    metrics.world_size.set(world.world_size)
+
+    windows = build_windows(config.dataset, config.max_corpus_bytes, config.seq_len, load_encoder(config))
+    model = build_model(config).to(plan.device)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
+    trainable, total = trainable_parameter_count(model)
+    log.info(
+        "model %s: %d trainable of %d parameters; corpus %d samples of %d tokens; world %d, device %s",
+        config.model, trainable, total, windows.num_samples, config.seq_len, world.world_size, plan.device,
+    )
+
+    state = TrainState(model, optimizer, frozen_base=config.lora_rank > 0)
+    checkpoints = CheckpointManager(config.checkpoint_dir, config.checkpoint_keep, config.checkpoint_async)
+    resumed = checkpoints.load(state)
+    progress = TrainingProgress(step=0, consumed_samples=0)
+    if resumed is not None:
+        progress, load_seconds = resumed
+        metrics.checkpoint_load_seconds.observe(load_seconds)
+        log.info("resumed at step %d (%d samples consumed) in %.2f s", progress.step, progress.consumed_samples,
+                 load_seconds)
+    progress = replace(progress, world_sizes=(*progress.world_sizes, world.world_size))
+    metrics.step.set(progress.step)
+
+    ddp_model = DistributedDataParallel(model, device_ids=[plan.device] if plan.device_type == "cuda" else None)
+    loss_scale = world.world_size / (config.global_batch_size * config.seq_len)
+    tokens_per_step = config.global_batch_size * config.seq_len
+    last_save = time.monotonic()
+    reason: StopReason = "completed"
+    metrics.mark_training_started()
+
+    while progress.step < config.total_steps:
+        samples = rank_samples(
+            config.seed, progress.consumed_samples, config.global_batch_size, world.world_size, world.rank,
+            windows.num_samples,
+        )
+        local_loss = train_step(ddp_model, optimizer, windows, samples, config, plan, loss_scale)
+        if config.step_delay_s > 0:
+            time.sleep(config.step_delay_s)
+        timer_due = 0 < config.checkpoint_interval_seconds <= time.monotonic() - last_save
+        agreed = agree(plan, local_loss, tokens_per_step, stop.requested, timer_due)
+        progress = replace(
+            progress,
+            step=progress.step + 1,
+            consumed_samples=progress.consumed_samples + config.global_batch_size,
+            initial_loss=agreed.loss if progress.initial_loss is None else progress.initial_loss,
+            loss=agreed.loss,
+        )
+        if config.sample_log:
+            append_sample_log(config.sample_log, progress.step, world.rank, samples)
+        metrics.steps.inc()
+        metrics.samples.inc(len(samples))
+        metrics.step.set(progress.step)
+        metrics.loss.set(agreed.loss)
+        if world.rank == 0 and (progress.step % PROGRESS_LOG_EVERY_STEPS == 0 or progress.step == 1):
+            log.info("step %d/%d loss %.4f", progress.step, config.total_steps, agreed.loss)
+        checkpoints.poll()
+
+        if agreed.stop and progress.step < config.total_steps:
+            reason = "sigterm" if stop.requested else "peer-stopped"
+            log.warning("stopping after step %d (%s); saving an emergency checkpoint", progress.step, reason)
+            checkpoints.save(progress, state, blocking=True)
+            metrics.checkpoint_save_seconds.observe(checkpoints.last_save_blocking_s)
+            break
+        interval = config.checkpoint_interval_steps
+        if progress.step < config.total_steps and (agreed.save or (interval > 0 and progress.step % interval == 0)):
+            checkpoints.save(progress, state, blocking=False)
+            metrics.checkpoint_save_seconds.observe(checkpoints.last_save_blocking_s)
+            last_save = time.monotonic()
+
+    completed = progress.step >= config.total_steps
+    if completed:
+        checkpoints.save(progress, state, blocking=True)
+    checkpoints.close()
+    metrics.close()
+    summary = RunSummary(
+        completed=completed,
+        step=progress.step,
+        total_steps=config.total_steps,
+        samples=progress.consumed_samples,
+        loss=progress.loss if progress.loss is not None else float("nan"),
+        initial_loss=progress.initial_loss if progress.initial_loss is not None else float("nan"),
+        world_sizes=list(progress.world_sizes),
+        reason=reason,
+    )
+    rejoin = reason == "peer-stopped" and world.torchrun_restarts_left > 0
+    return summary, EXIT_REJOIN_WORLD if rejoin else 0
+
+
+def setup_logging(rank: int) -> None:
+    """The one logging setup of the trainer: timestamped key facts on stderr, tagged with the rank."""
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format=f"%(asctime)s rank={rank} %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m elasticft_trainer`; returns the process exit code."""
+    stop = StopRequest()
+    stop.install()
+    config = load_config(sys.argv[1:] if argv is None else argv, os.environ)
+    world = world_from_environ(os.environ)
+    setup_logging(world.rank)
+    plan = select_device(torch.cuda.is_available(), world.local_rank, config.precision)
+    if plan.device_type == "cpu":
+        torch.set_num_threads(cpu_thread_count(config.cpu_threads, os.environ))
+    start_process_group(plan, world)
+    try:
+        summary, exit_code = train(config, world, plan, stop)
+    except Exception:
+        # A lost peer surfaces as a failed collective. A background checkpoint thread may be blocked
+        # in its own collective with that peer, and interpreter shutdown would join it; exit now.
+        # The checkpoint is safe: `latest` only ever names committed step directories.
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
+    if world.local_rank == 0:
+        publish(summary, config.termination_log)
+    dist.destroy_process_group()
+    return exit_code
+
