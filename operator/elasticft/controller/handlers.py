@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from prometheus_client import Counter, Histogram
@@ -112,7 +112,7 @@ def _mark_invalid(raw: Manifest, messages: list[str], now: datetime) -> None:
     meta = raw["metadata"]
     kube().patch_job_status(meta["namespace"], meta["name"], meta["resourceVersion"],
                             status.model_dump(by_alias=True, mode="json"))
-    kopf.event(kopf.Body(raw), type="Warning", reason="InvalidSpec", message=message)
+    kopf.event(kopf.Body(cast(kopf.RawBody, raw)), type="Warning", reason="InvalidSpec", message=message)
 
 
 def reconcile_job(namespace: str, name: str) -> None:
@@ -154,7 +154,7 @@ def reconcile_job(namespace: str, name: str) -> None:
     for pod_name in plan.delete:
         kube().delete_pod(namespace, pod_name)
     for event in plan.events:
-        kopf.event(kopf.Body(raw), type=event.type, reason=event.reason, message=event.message)
+        kopf.event(kopf.Body(cast(kopf.RawBody, raw)), type=event.type, reason=event.reason, message=event.message)
     if plan.status.phase in ("Succeeded", "Failed"):
         _step_rates.pop(uid, None)
     RECONCILES.labels("ok").inc()

@@ -1,0 +1,154 @@
+"""Policy benchmark on real spot traces.
+
+    python bench/policy.py table3  --json bench/results/policy_table3.json
+    python bench/policy.py elastic --json bench/results/policy_elastic.json [--trace-dir DIR]
+
+table3:  the setting of Can't Be Late's Table 3 (NSDI 2024): one worker, C = 48 h, deadline 60 h,
+         d = 0.2 h, spot = 1, on-demand k = 3.14, 300 start points on each of the 8 single-node traces.
+elastic: a data-parallel job of N workers (N = min(8, the trace's pool size)) whose throughput is
+         X(n) = n / (1 + 0.05 (n - 1)) (Amdahl, 5 % serial), 48 h at full size, deadline 60 h, d = 0.2 h,
+         on the 16-node availability and 4-node preemption traces; `uniform-progress` is the polarized
+         0-or-N gang variant.
+
+Prints a table, writes the JSON `{"scenario", "parameters", "policies": {NAME: {...}}}` and a PNG plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from elasticft.sim.compare import OMNISCIENT, PolicySummary, run_policies, summarise  # noqa: E402
+from elasticft.sim.replay import RunResult, SimJob, start_ticks  # noqa: E402
+from elasticft.sim.trace import SPOT_TRACES_DIR, SpotTrace, load_trace_dir  # noqa: E402
+
+NAMES = ["on-demand", "greedy", "uniform-progress", "throughput-only", "elasticft", OMNISCIENT]
+DEFAULT_DIRS = {
+    "table3": [SPOT_TRACES_DIR / "availability/1-node/aws-10-26-2022"],
+    "elastic": [SPOT_TRACES_DIR / "availability/16-node/aws-08-27-2023",
+                SPOT_TRACES_DIR / "preemption/4-node/aws-08-03-2023"],
+}
+#: Can't Be Late, Table 3: compute hours (changeover delays excluded) on on-demand and spot.
+PUBLISHED_TABLE3 = {"greedy": (30.8, 17.2), "uniform-progress": (25.1, 22.9), OMNISCIENT: (20.7, 27.4)}
+WORK_HOURS_AT_FULL_SIZE = 48.0
+DEADLINE_HOURS = 60.0
+RESTART_OVERHEAD_HOURS = 0.2
+SERIAL_FRACTION = 0.05
+MAX_ELASTIC_WORKERS = 8
+
+
+def job_for(scenario: str, trace: SpotTrace) -> SimJob:
+    """The scenario's job on this trace (its size depends on the trace's pool in `elastic`)."""
+    if scenario == "table3":
+        return SimJob(WORK_HOURS_AT_FULL_SIZE, DEADLINE_HOURS, RESTART_OVERHEAD_HOURS)
+    workers = max(1, min(MAX_ELASTIC_WORKERS, trace.max_available))
+    speedup = tuple([0.0] + [n / (1 + SERIAL_FRACTION * (n - 1)) for n in range(1, workers + 1)])
+    return SimJob(WORK_HOURS_AT_FULL_SIZE * speedup[-1], DEADLINE_HOURS, RESTART_OVERHEAD_HOURS, speedup)
+
+
+def _run_trace(scenario: str, trace: SpotTrace, starts: int) -> tuple[str, dict[str, list[RunResult]], float]:
+    begun = time.perf_counter()
+    job = job_for(scenario, trace)
+    results = run_policies(job, trace, start_ticks(trace, job, starts), NAMES)
+    return trace.name, results, time.perf_counter() - begun
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("scenario", choices=sorted(DEFAULT_DIRS))
+    parser.add_argument("--trace-dir", type=Path, help="use every *.json trace in this folder instead")
+    parser.add_argument("--starts", type=int, default=300, help="start points per trace (default 300)")
+    parser.add_argument("--json", type=Path, required=True)
+    parser.add_argument("--plot", type=Path, help="PNG (default: beside the JSON)")
+    args = parser.parse_args(argv)
+
+    begun = time.perf_counter()
+    dirs = [args.trace_dir] if args.trace_dir else DEFAULT_DIRS[args.scenario]
+    traces = [trace for directory in dirs for trace in load_trace_dir(directory)]
+    merged: dict[str, list[RunResult]] = {name: [] for name in NAMES}
+    per_trace: dict[str, dict[str, PolicySummary]] = {}
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(_run_trace, args.scenario, trace, args.starts) for trace in traces]
+        for future in futures:
+            name, results, seconds = future.result()
+            per_trace[name] = summarise(results)
+            print(f"  {name}: {seconds:.0f} s", file=sys.stderr)
+            for policy, runs in results.items():
+                merged[policy] += runs
+    summary = summarise(merged)
+    elapsed = time.perf_counter() - begun
+
+    sizes = {trace.name: job_for(args.scenario, trace).max_workers for trace in traces}
+    parameters = {
+        "work_hours_at_full_size": WORK_HOURS_AT_FULL_SIZE, "deadline_hours": DEADLINE_HOURS,
+        "restart_overhead_hours": RESTART_OVERHEAD_HOURS, "spot_price": 1.0, "on_demand_price": 3.14,
+        "starts_per_trace": args.starts, "traces": [str(d) for d in dirs], "workers_per_trace": sizes,
+        "throughput_curve": "X(n) = n / (1 + 0.05 (n - 1))" if args.scenario == "elastic" else "X(1) = 1",
+        "wall_seconds": round(elapsed, 1),
+    }
+    document = {
+        "scenario": args.scenario,
+        "parameters": parameters,
+        "policies": {name: dataclasses.asdict(s) for name, s in summary.items()},
+        "per_trace": {t: {n: dataclasses.asdict(s) for n, s in p.items()} for t, p in per_trace.items()},
+    }
+    if args.scenario == "table3":
+        document["published_table3"] = {n: {"on_demand_work_hours": od, "spot_work_hours": spot}
+                                        for n, (od, spot) in PUBLISHED_TABLE3.items()}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(document, indent=2) + "\n")
+    print(table(args.scenario, summary))
+    print(f"\n{len(traces)} traces x {args.starts} starts in {elapsed:.0f} s; wrote {args.json}")
+    plot(args.scenario, summary, args.plot or args.json.with_suffix(".png"))
+    return 0
+
+
+def table(scenario: str, summary: dict[str, PolicySummary]) -> str:
+    """Markdown table; in table3 the paper's compute hours are shown beside ours."""
+    head = "| policy | cost | vs omniscient | on-demand h | spot h | OD compute h | spot compute h | misses | runs |"
+    if scenario == "table3":
+        head += " paper OD / spot compute h |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for name, s in summary.items():
+        line = (f"| {name} | {s.cost:.1f} | {s.cost_vs_omniscient:.3f} | {s.on_demand_hours:.1f} | "
+                f"{s.spot_hours:.1f} | {s.on_demand_work_hours:.1f} | {s.spot_work_hours:.1f} | "
+                f"{s.deadline_misses} | {s.runs} |")
+        if scenario == "table3":
+            published = PUBLISHED_TABLE3.get(name)
+            line += f" {published[0]} / {published[1]} |" if published else " |"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def plot(scenario: str, summary: dict[str, PolicySummary], path: Path) -> None:
+    """Bar chart of mean cost relative to the omniscient optimum, deadline misses annotated."""
+    names = list(summary)
+    ratios = [summary[n].cost_vs_omniscient for n in names]
+    figure, axes = plt.subplots(figsize=(8, 4))
+    bars = axes.bar(names, ratios, color=["#d62728" if n == "elasticft" else "#7f7f7f" for n in names])
+    for bar, name in zip(bars, names, strict=True):
+        misses = summary[name].deadline_misses
+        label = f"{bar.get_height():.3f}" + (f"\n{misses} misses" if misses else "")
+        axes.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom")
+    axes.axhline(1.0, color="black", linewidth=0.8)
+    axes.set_ylabel("mean cost / omniscient")
+    axes.set_title(f"ElasticFT policy benchmark: {scenario}")
+    axes.set_ylim(0, max(ratios) * 1.2)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
