@@ -143,7 +143,8 @@ def test_env_values_expand_only_earlier_variables(tmp_path: Path) -> None:
 
 
 def test_working_dir_inside_a_volume_is_mapped(tmp_path: Path) -> None:
-    pod = worker_pod(workingDir="/checkpoints", volumeMounts=[{"name": "checkpoints", "mountPath": "/checkpoints"}])
+    mounts = [{"name": "checkpoints", "mountPath": "/checkpoints"}]
+    pod = worker_pod(workingDir="/checkpoints", volumeMounts=mounts)
     launch = build_launch(pod, dirs(tmp_path), {}, "127.0.1.2", "", PYTHON, HOST_ENV)
     assert launch.cwd == tmp_path / "volumes/ml/ckpt"
 

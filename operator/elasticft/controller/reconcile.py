@@ -356,7 +356,8 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
     # Resize when the policy says so (the policy owns hysteresis and the cooldown).
     stuck_spot = any(p.unschedulable and p.on_spot and p.created and now - p.created > UNSCHEDULABLE_GRACE
                      for p in current)
-    settled = status.phase == Phase.RUNNING or stuck_spot
+    idle = status.workers.desired == 0  # the policy chose to wait for spot: look again every time
+    settled = status.phase == Phase.RUNNING or stuck_spot or idle
     if settled:
         decision = sizing(recent_preemption=False)
         if decision.size != _current_size(status):

@@ -62,11 +62,14 @@ def policy_input(request: SizingRequest) -> PolicyInput:
 
 def fit_to_feasible(spot: int, on_demand: int, feasible: list[int]) -> Size:
     """The largest world size that splits the global batch evenly and is <= the policy's; the
-    difference comes off spot first, so on-demand safety stays. Below the smallest, the smallest."""
+    difference comes off spot first, so on-demand safety stays. Below the smallest, the smallest;
+    zero (idle, waiting for spot) stays zero."""
     wanted = spot + on_demand
+    if wanted == 0:
+        return Size(0, 0)  # the policy chose to wait (idle) for spot: nothing to fit
     below = [n for n in feasible if n <= wanted]
     target = max(below) if below else min(feasible)
-    cut = wanted - target
+    cut = max(wanted - target, 0)
     spot_cut = min(cut, spot)
     spot, on_demand = spot - spot_cut, on_demand - (cut - spot_cut)
     if target > wanted:  # grow to the smallest feasible size on the capacity the policy used most

@@ -21,10 +21,12 @@ arithmetic; N workers: the same on counts, with the elastic edge of using any k 
    (so that one preemption and a move to on-demand still fit);
 4. uniform progress: with no usable spot, idle while S >= L, on-demand otherwise; behind the line, spot
    workers are topped up to N with on-demand;
-5. leave on-demand for spot only if S - d >= 2d + g, S >= L and the spot capacity has lasted one decision
-   interval (short-lived spot is the commonest kind and costs two restarts);
-6. resize a running generation only when the throughput gained repays the restart within
-   `rescale_payback_s`: (X(new) - X(now)) * payback >= X(new) * d; never within the cooldown.
+5. leave on-demand for spot only if S - d >= 2d + g, the spot capacity has lasted one decision interval
+   (short-lived spot is the commonest kind and costs two restarts) and either S >= L or, behind the
+   line, a full-speed mix of spot and on-demand saves enough (rule 6);
+6. change a running generation only when the change repays its restart within `rescale_payback_s`:
+   in throughput, (X(new) - X(now)) * payback >= X(new) * d, or in money, with c the hourly cost,
+   (c(now) - c(new)) * payback >= c(new) * d; never within the cooldown.
 
 MinTime runs the fastest configuration whose projected cost stays within the budget; Balanced is
 MinCost aiming halfway between the fastest finish and the deadline.
@@ -157,6 +159,12 @@ def rescale_pays(inp: PolicyInput, params: ThroughputParams, workers_now: int, w
     return gain * inp.rescale_payback_s >= x_new * inp.restart_overhead_s
 
 
+def swap_pays(inp: PolicyInput, now: tuple[int, int], new: tuple[int, int]) -> bool:
+    """(c(now) - c(new)) * payback >= c(new) * d, c = hourly_cost: the saving repays the restart."""
+    saving = hourly_cost(inp, *now) - hourly_cost(inp, *new)
+    return saving * inp.rescale_payback_s >= hourly_cost(inp, *new) * inp.restart_overhead_s
+
+
 def decide(inp: PolicyInput) -> Decision:
     """The configuration to run now; see the module docstring for the rules and their formulas."""
     if inp.samples_left <= 0:
@@ -217,16 +225,20 @@ def _cheapest(inp: PolicyInput, params: ThroughputParams, full_size: int, spot_u
         return Decision(spot_usable, top_up, f"{reason}: {spot_usable} spot{f' + {top_up} on-demand' if top_up else ''}"
                         f" ({hours})")
 
+    may_restart = room_for_spot and inp.spot_availability_age_s >= g and inp.restart_remaining_s <= 0
     if on_demand_only and not broken:
-        settled = inp.spot_availability_age_s >= g
-        if spot_ok and room_for_spot and not behind and settled and inp.restart_remaining_s <= 0:
-            return spot_config("spot is back and stable, slack allows a restart")
+        if spot_ok and may_restart:
+            target = spot_config("spot is back and stable, slack allows a restart")
+            # behind the line, a full-speed mix of spot and on-demand still beats all on-demand
+            if not behind or (target.on_demand > 0 and swap_pays(inp, current, (target.spot, target.on_demand))):
+                return target
         return Decision(*current, f"stay on on-demand ({hours}, {spot_usable} spot obtainable)")
     if inp.current_spot > 0 and not broken:
-        grown = spot_usable > inp.current_spot and inp.restart_remaining_s <= 0
-        if grown and room_for_spot and rescale_pays(inp, params, sum(current), spot_usable) \
-                and inp.spot_availability_age_s >= g:
-            return spot_config(f"more spot obtainable ({inp.current_spot} -> {spot_usable})")
+        if spot_usable > inp.current_spot and may_restart:
+            target = spot_config(f"more spot obtainable ({inp.current_spot} -> {spot_usable})")
+            new = (target.spot, target.on_demand)
+            if rescale_pays(inp, params, sum(current), sum(new)) or swap_pays(inp, current, new):
+                return target
         return Decision(*current, f"keep the running spot generation ({hours})")
     # idle, or the running generation lost workers: choose afresh
     if spot_ok and room_for_spot:

@@ -1,0 +1,258 @@
+"""The reconcile planner and the builders: what children a job gets and how generations move."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from elasticft.api.models import FineTuneJob, FineTuneJobStatus, Phase
+from elasticft.controller.builders import JobRef, WorkerPlacement, worker_pod
+from elasticft.controller.names import ON_DEMAND, SPOT, worker_name
+from elasticft.controller.observe import NodeView, PodView, TrainerSummary, pod_view
+from elasticft.controller.reconcile import (
+    Measurement,
+    Observed,
+    Plan,
+    Size,
+    SizeDecision,
+    SizingRequest,
+    plan_reconcile,
+)
+from elasticft.controller.sizing import decide_size, fit_to_feasible
+from elasticft.controller.status import Prices
+
+T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+PRICES = Prices(spot_per_hour=1.0, on_demand_per_hour=3.0)
+
+
+def make_job(**spec: Any) -> FineTuneJob:
+    body: dict[str, Any] = {
+        "apiVersion": "elasticft.io/v1alpha1", "kind": "FineTuneJob",
+        "metadata": {"name": "ft", "namespace": "team", "uid": "u-1", "generation": 1},
+        "spec": {"totalSteps": 100, "globalBatchSize": 12, "objective": {"maxDuration": "2h"},
+                 "elastic": {"minWorkers": 1, "maxWorkers": 4, "rescaleCooldown": "1m"}, **spec},
+    }
+    return FineTuneJob.model_validate(body)
+
+
+def fixed(size: Size, reason: str = "test sizing") -> Any:
+    def decide(_: SizingRequest) -> SizeDecision:
+        return SizeDecision(size, reason)
+    return decide
+
+
+def worker(gen: int, index: int, capacity: str = SPOT, **kw: Any) -> PodView:
+    base: dict[str, Any] = dict(
+        name=worker_name("ft", gen, index), role="worker", generation=gen, index=index, capacity_type=capacity,
+        phase="Running", ready=True, deleting=False, node_name=f"node-{index}", pod_ip=f"127.0.0.{index + 2}",
+        disrupted=False, unschedulable=False, exit_code=None, summary=None, created=T0,
+    )
+    base.update(kw)
+    return PodView(**base)
+
+
+def rdzv() -> PodView:
+    return worker(0, 0, ON_DEMAND, name="ft-rdzv", role="rendezvous")
+
+
+def observed(pods: list[PodView], now: datetime = T0, **kw: Any) -> Observed:
+    return Observed(now=now, created=T0, pods=pods, nodes=kw.pop("nodes", []),
+                    measurement=kw.pop("measurement", Measurement()), prices=PRICES,
+                    rendezvous_host="127.1.0.9", **kw)
+
+
+def step(job: FineTuneJob, obs: Observed, size: Size = Size(2, 1)) -> Plan:
+    plan = plan_reconcile(job, obs, fixed(size))
+    job.status = plan.status
+    return plan
+
+
+def running_job(size: Size = Size(2, 1)) -> tuple[FineTuneJob, list[PodView]]:
+    """A job whose generation 1 was launched and is running on `size` workers."""
+    job = make_job()
+    step(job, observed([]), size)
+    step(job, observed([rdzv()]), size)
+    kinds = [ON_DEMAND] * size.on_demand + [SPOT] * size.spot
+    pods = [worker(1, i, kind) for i, kind in enumerate(kinds)]
+    step(job, observed([rdzv(), *pods], now=T0 + timedelta(seconds=30)), size)
+    assert job.status is not None and job.status.phase == Phase.RUNNING
+    return job, pods
+
+
+def test_first_look_starts_generation_one_and_creates_the_rendezvous() -> None:
+    job = make_job()
+    plan = step(job, observed([]))
+    kinds = sorted(m["kind"] for m in plan.create)
+    assert kinds == ["PersistentVolumeClaim", "Pod", "Service"]
+    assert plan.status.generation == 1 and plan.status.phase == Phase.PENDING
+    assert [e.reason for e in plan.events] == ["Started"]
+
+
+def test_workers_are_created_with_placement_env_and_owner() -> None:
+    job = make_job()
+    step(job, observed([]))
+    plan = step(job, observed([rdzv()]))
+    pods = [m for m in plan.create if m["kind"] == "Pod" and "w" in m["metadata"]["name"].split("-")[-1]]
+    assert [p["metadata"]["name"] for p in pods] == ["ft-g1-w0", "ft-g1-w1", "ft-g1-w2"]
+    capacity = [p["metadata"]["labels"]["elasticft.io/capacity-type"] for p in pods]
+    assert capacity == [ON_DEMAND, SPOT, SPOT]
+    assert pods[1]["spec"]["nodeSelector"] == {"karpenter.sh/capacity-type": "spot"}
+    env = {e["name"]: e.get("value") for e in pods[0]["spec"]["containers"][0]["env"]}
+    assert env["ELASTICFT_RDZV_ENDPOINT"] == "127.1.0.9:29400"
+    assert env["ELASTICFT_GLOBAL_BATCH_SIZE"] == "12" and env["ELASTICFT_GENERATION"] == "1"
+    assert "--nnodes=3:3" in pods[0]["spec"]["containers"][0]["args"]
+    assert pods[0]["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    assert plan.status.launched_generation == 1
+
+
+def test_a_second_look_creates_nothing_twice() -> None:
+    job, pods = running_job()
+    plan = step(job, observed([rdzv(), *pods], now=T0 + timedelta(seconds=40)))
+    assert [m for m in plan.create if m["kind"] == "Pod"] == []
+    assert plan.delete == []
+
+
+def test_scale_decision_starts_a_new_generation_after_draining_the_old() -> None:
+    job, pods = running_job(Size(2, 1))
+    later = T0 + timedelta(minutes=5)
+    plan = step(job, observed([rdzv(), *pods], now=later), Size(3, 1))
+    assert plan.status.generation == 2 and plan.status.phase == Phase.RESCALING
+    assert sorted(plan.delete) == sorted(p.name for p in pods)
+    assert any(e.reason == "Rescaled" and "3→4" in e.message for e in plan.events)
+    # while old pods are still terminating, nothing new starts
+    draining = [worker(1, p.index, p.capacity_type, deleting=True) for p in pods]
+    plan = step(job, observed([rdzv(), *draining], now=later), Size(3, 1))
+    assert not [m for m in plan.create if m["kind"] == "Pod"]
+    # once they are gone, generation 2 launches with 4 workers
+    plan = step(job, observed([rdzv()], now=later), Size(3, 1))
+    names = [m["metadata"]["name"] for m in plan.create if m["kind"] == "Pod"]
+    assert names == [f"ft-g2-w{i}" for i in range(4)]
+
+
+def test_preempted_worker_does_not_consume_max_restarts() -> None:
+    job, pods = running_job(Size(2, 1))
+    reclaimed = [pods[0], worker(1, 1, SPOT, disrupted=True, node_name="spot-a"), pods[2]]
+    plan = step(job, observed([rdzv(), *reclaimed], now=T0 + timedelta(seconds=40)), Size(1, 1))
+    assert plan.status.preemptions == 1 and plan.status.restarts == 0
+    assert plan.status.phase == Phase.RECOVERING and plan.status.generation == 2
+    assert any(e.reason == "Preempted" and "spot-a" in e.message for e in plan.events)
+    assert sorted(plan.delete) == sorted(p.name for p in pods)
+
+
+def test_spot_pod_vanishing_counts_as_preemption() -> None:
+    job, pods = running_job(Size(2, 1))
+    plan = step(job, observed([rdzv(), pods[0], pods[1]], now=T0 + timedelta(seconds=40)), Size(1, 1))
+    assert plan.status.preemptions == 1 and plan.status.restarts == 0
+
+
+def test_failures_count_against_max_restarts_then_fail_the_job() -> None:
+    job, pods = running_job(Size(0, 1))
+    assert job.status is not None
+    job.spec.elastic.max_restarts = 1
+    crashed = [worker(1, 0, ON_DEMAND, phase="Failed", exit_code=1, ready=False)]
+    plan = step(job, observed([rdzv(), *crashed], now=T0 + timedelta(seconds=40)), Size(0, 1))
+    assert plan.status.restarts == 1 and plan.status.phase == Phase.RECOVERING
+    assert plan.status.last_rescale_time is not None and plan.status.last_rescale_time > T0 + timedelta(seconds=40)
+    # generation 2 waits for its backoff, then crashes too: the job fails with a condition
+    job.status = plan.status.model_copy(update={"launched_generation": 2, "phase": Phase.RUNNING})
+    crashed = [worker(2, 0, ON_DEMAND, phase="Failed", exit_code=1, ready=False)]
+    plan = step(job, observed([rdzv(), *crashed], now=T0 + timedelta(minutes=5)), Size(0, 1))
+    assert plan.status.phase == Phase.FAILED
+    failed = [c for c in plan.status.conditions if c.type == "Failed"]
+    assert failed and failed[0].reason == "MaxRestartsExceeded"
+
+
+def test_completion_is_read_from_the_trainer_summary() -> None:
+    job, pods = running_job(Size(1, 0))
+    summary = TrainerSummary(completed=True, step=100, loss=1.5, reason="completed")
+    done = [worker(1, 0, SPOT, phase="Succeeded", exit_code=0, summary=summary)]
+    plan = step(job, observed([rdzv(), *done], now=T0 + timedelta(minutes=3)))
+    assert plan.status.phase == Phase.SUCCEEDED and plan.status.progress == "100%"
+    assert "ft-rdzv" in plan.delete
+    assert any(c.type == "Complete" and c.status == "True" for c in plan.status.conditions)
+
+
+def test_suspend_stops_workers_and_resume_starts_a_new_generation() -> None:
+    job, pods = running_job(Size(1, 1))
+    job.spec.suspend = True
+    plan = step(job, observed([rdzv(), *pods], now=T0 + timedelta(minutes=2)))
+    assert plan.status.phase == Phase.SUSPENDED and sorted(plan.delete) == sorted(p.name for p in pods)
+    job.spec.suspend = False
+    plan = step(job, observed([rdzv()], now=T0 + timedelta(minutes=3)), Size(1, 1))
+    assert plan.status.generation == 2 and plan.status.phase == Phase.PENDING
+
+
+def test_cost_accrues_for_running_workers() -> None:
+    job, pods = running_job(Size(2, 1))
+    before = job.status.cost.accrued if job.status else 0.0
+    plan = step(job, observed([rdzv(), *pods], now=T0 + timedelta(minutes=30, seconds=30)))
+    # 30 minutes of 2 spot (1/h) + 1 on-demand (3/h) = 2.5
+    assert plan.status.cost.accrued - before == pytest.approx(2.5, rel=1e-3)
+
+
+def test_pod_view_reads_disruption_and_termination_message() -> None:
+    pod = {
+        "metadata": {"name": "ft-g1-w0", "labels": {"elasticft.io/role": "worker", "elasticft.io/generation": "1",
+                                                      "elasticft.io/capacity-type": "spot"}},
+        "spec": {"nodeName": "n1"},
+        "status": {
+            "phase": "Succeeded",
+            "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet"}],
+            "containerStatuses": [{"state": {"terminated": {"exitCode": 0, "message": (
+                'ELASTICFT_SUMMARY {"completed": false, "step": 41, "loss": 2.0, "reason": "sigterm"}')}}}],
+        },
+    }
+    view = pod_view(pod)
+    assert view.disrupted and view.terminated and not view.failed
+    assert view.summary == TrainerSummary(completed=False, step=41, loss=2.0, reason="sigterm")
+    assert pod_view(pod | {"status": {"phase": "Running"}}, terminating_nodes={"n1"}).disrupted
+
+
+def test_builder_mounts_checkpoints_and_probes_health() -> None:
+    job = make_job()
+    pod = worker_pod(JobRef("ft", "team", "u"), job.spec, WorkerPlacement(3, 0, 2, SPOT), "10.0.0.1:29400")
+    container = pod["spec"]["containers"][0]
+    assert container["volumeMounts"] == [{"name": "checkpoints", "mountPath": "/checkpoints"}]
+    assert pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "ft-checkpoints"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert pod["spec"]["restartPolicy"] == "Never"
+
+
+@pytest.mark.parametrize(
+    ("spot", "on_demand", "feasible", "expected"),
+    [(3, 0, [1, 2, 4], Size(2, 0)), (2, 1, [1, 2, 3], Size(2, 1)), (1, 2, [2, 4], Size(0, 2)),
+     (0, 0, [2, 4], Size(0, 0)), (1, 0, [2, 4], Size(2, 0))],
+)
+def test_policy_sizes_are_fitted_to_even_batch_splits(spot: int, on_demand: int, feasible: list[int],
+                                                      expected: Size) -> None:
+    assert fit_to_feasible(spot, on_demand, feasible) == expected
+
+
+def test_real_policy_never_leaves_worker_bounds() -> None:
+    job = make_job(throughputPrior={"samplesPerSecond": 10})
+    status = FineTuneJobStatus(generation=1, phase=Phase.RUNNING)
+    for available in (0, 1, 2, 8):
+        request = SizingRequest(spec=job.spec, status=status, now=T0, deadline=T0 + timedelta(hours=2),
+                                prices=PRICES, current=Size(0, 1), spot_available=available,
+                                feasible_sizes=[1, 2, 3, 4], recent_preemption=False)
+        decision = decide_size(request)
+        assert decision.size.total <= 4 and decision.reason
+        assert decision.size.total >= 1 or decision.size == Size(0, 0)  # zero = waiting for spot
+        assert decision.size.spot <= max(available, 0) or decision.size.spot == 0
+
+
+def test_unschedulable_spot_pods_show_spot_is_not_available() -> None:
+    job, pods = running_job(Size(2, 1))
+    seen: list[int | None] = []
+
+    def decide(request: SizingRequest) -> SizeDecision:
+        seen.append(request.spot_available)
+        return SizeDecision(Size(1, 2), "spot short")
+
+    stuck = [pods[0], pods[1], worker(1, 2, SPOT, phase="Pending", ready=False, unschedulable=True, node_name=None)]
+    nodes = [NodeView("spot-1", {"karpenter.sh/capacity-type": "spot"}, True, False)]
+    plan = plan_reconcile(job, observed([rdzv(), *stuck], now=T0 + timedelta(minutes=1), nodes=nodes), decide)
+    assert seen == [1]
+    assert plan.status.generation == 2
