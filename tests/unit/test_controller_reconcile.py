@@ -25,6 +25,7 @@ from elasticft.controller.status import Prices
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 PRICES = Prices(spot_per_hour=1.0, on_demand_per_hour=3.0)
+DEFAULT_SIZE = Size(2, 1)
 
 
 def make_job(**spec: Any) -> FineTuneJob:
@@ -63,13 +64,13 @@ def observed(pods: list[PodView], now: datetime = T0, **kw: Any) -> Observed:
                     rendezvous_host="127.1.0.9", **kw)
 
 
-def step(job: FineTuneJob, obs: Observed, size: Size = Size(2, 1)) -> Plan:
+def step(job: FineTuneJob, obs: Observed, size: Size = DEFAULT_SIZE) -> Plan:
     plan = plan_reconcile(job, obs, fixed(size))
     job.status = plan.status
     return plan
 
 
-def running_job(size: Size = Size(2, 1)) -> tuple[FineTuneJob, list[PodView]]:
+def running_job(size: Size = DEFAULT_SIZE) -> tuple[FineTuneJob, list[PodView]]:
     """A job whose generation 1 was launched and is running on `size` workers."""
     job = make_job()
     step(job, observed([]), size)
@@ -148,7 +149,7 @@ def test_spot_pod_vanishing_counts_as_preemption() -> None:
 
 
 def test_failures_count_against_max_restarts_then_fail_the_job() -> None:
-    job, pods = running_job(Size(0, 1))
+    job, _ = running_job(Size(0, 1))
     assert job.status is not None
     job.spec.elastic.max_restarts = 1
     crashed = [worker(1, 0, ON_DEMAND, phase="Failed", exit_code=1, ready=False)]
@@ -165,7 +166,7 @@ def test_failures_count_against_max_restarts_then_fail_the_job() -> None:
 
 
 def test_completion_is_read_from_the_trainer_summary() -> None:
-    job, pods = running_job(Size(1, 0))
+    job, _ = running_job(Size(1, 0))
     summary = TrainerSummary(completed=True, step=100, loss=1.5, reason="completed")
     done = [worker(1, 0, SPOT, phase="Succeeded", exit_code=0, summary=summary)]
     plan = step(job, observed([rdzv(), *done], now=T0 + timedelta(minutes=3)))
