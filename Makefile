@@ -21,7 +21,7 @@ demo: install  ## run the main example job end to end in the sandbox
 	elasticft sandbox run examples/finetunejob.yaml
 
 crd:  ## regenerate crds/ (and the chart's copy) from the pydantic models
-	elasticft crd --output crds/finetunejobs.elasticft.io.yaml
+	elasticft crd --output crds/finetunejobs.elasticft.io.yaml --output charts/elasticft/crds/finetunejobs.elasticft.io.yaml
 
 # ---- Local Kubernetes with kind: what a user runs on a laptop with Docker, kind, kubectl and helm. ----
 # `make e2e-kind` does it all: cluster, images, chart, then a job that survives losing a spot node.

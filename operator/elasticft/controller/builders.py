@@ -34,6 +34,7 @@ Manifest = dict[str, Any]
 # Long enough for the trainer to finish its step and write an emergency checkpoint after SIGTERM.
 WORKER_GRACE_SECONDS = 60
 CHECKPOINT_VOLUME = "checkpoints"
+TRAINER_UID = 10001  # the user of Dockerfile.trainer
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,8 @@ def worker_pod(job: JobRef, spec: FineTuneJobSpec, placement: WorkerPlacement, r
         "spec": {
             "restartPolicy": "Never",
             "terminationGracePeriodSeconds": WORKER_GRACE_SECONDS,
+            # The trainer image runs as this non-root user; fsGroup makes a claim's files writable to it.
+            "securityContext": {"runAsNonRoot": True, "runAsUser": TRAINER_UID, "fsGroup": TRAINER_UID},
             "nodeSelector": dict(pool.node_selector),
             "tolerations": [t.model_dump(by_alias=True, exclude_none=True) for t in pool.tolerations],
             "containers": [container],
@@ -201,6 +204,7 @@ def rendezvous_pod(job: JobRef, spec: FineTuneJobSpec) -> Manifest:
         "spec": {
             "restartPolicy": "Always",
             "terminationGracePeriodSeconds": 5,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": TRAINER_UID},
             "nodeSelector": dict(pool.node_selector),
             "tolerations": [t.model_dump(by_alias=True, exclude_none=True) for t in pool.tolerations],
             "containers": [

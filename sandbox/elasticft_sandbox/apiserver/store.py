@@ -323,7 +323,7 @@ class Store:
             grace = min(grace, current_grace)
             if grace == current_grace:
                 return obj
-        elif not meta.get("finalizers") and grace == 0:
+        elif not meta.get("finalizers") and grace == 0 and resource.plural != "namespaces":
             return self._remove(resource, obj)
         marked = dict(obj)
         marked["metadata"] = dict(meta, deletionTimestamp=meta.get("deletionTimestamp") or now_rfc3339(grace),
