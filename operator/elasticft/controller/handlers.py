@@ -173,7 +173,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = "elasticft.io/finalizer"
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-    settings.posting.level = logging.INFO
+    # Events are posted by the reconciler itself (kopf.event); kopf's own only for warnings.
+    settings.posting.level = logging.WARNING
     settings.execution.max_workers = 32
 
 

@@ -23,6 +23,7 @@ from elasticft.controller.builders import (
     Manifest,
     WorkerPlacement,
     checkpoint_claim,
+    checkpoint_dir,
     rendezvous_pod,
     rendezvous_service,
     worker_pod,
@@ -188,6 +189,7 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
     status.observed_generation = meta_generation
     set_condition(status, "Valid", True, "SpecValid", "spec passed validation", now, meta_generation)
     ref = JobRef(job.metadata.name, job.metadata.namespace or "default", str(getattr(job.metadata, "uid", "")))
+    status.last_checkpoint.path = checkpoint_dir(ref)
     workers = [p for p in observed.pods if p.role == ROLE_WORKER]
     others = [p for p in observed.pods if p.role == ROLE_RENDEZVOUS]
     status.start_time = status.start_time or now

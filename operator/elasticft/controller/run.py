@@ -24,8 +24,6 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.interval is not None:
         os.environ["ELASTICFT_RECONCILE_INTERVAL"] = str(args.interval)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from elasticft.controller import handlers  # registers the handlers (after the interval is set)
     from elasticft.controller.kube import load_config
 
@@ -34,6 +32,9 @@ def main(argv: list[str]) -> int:
     if args.metrics_port:
         start_http_server(args.metrics_port)
     kopf.configure(verbose=args.verbose)
+    if not args.verbose:
+        # A timer per job fires every few seconds; its "succeeded" lines would bury everything else.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kopf.run(
         standalone=args.standalone,
         clusterwide=args.all_namespaces or not args.namespace,

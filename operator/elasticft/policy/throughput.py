@@ -19,11 +19,12 @@ for worker counts it has not run yet.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import curve_fit
+from scipy.optimize import OptimizeWarning, curve_fit
 
 ThroughputPoint = tuple[int, float]
 """(workers, samples per second) measured while training at that size."""
@@ -65,6 +66,13 @@ def fit_throughput(points: Iterable[ThroughputPoint], prior: ThroughputParams = 
 
 @functools.lru_cache(maxsize=256)
 def _fit(points: tuple[ThroughputPoint, ...], prior: ThroughputParams) -> ThroughputParams:
+    # only the point estimate is used: an exact fit's undefined covariance is no concern here
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OptimizeWarning)
+        return _least_squares(points, prior)
+
+
+def _least_squares(points: tuple[ThroughputPoint, ...], prior: ThroughputParams) -> ThroughputParams:
     if not points:
         return prior
     sizes = sorted({n for n, _ in points})

@@ -32,7 +32,7 @@ DEFAULT_SPOT_PRICE = 0.97
 DEFAULT_ON_DEMAND_PRICE = 3.06
 JOB_FRACTION = 0.8
 MIN_TICKS_PER_JOB = 100
-DEADLINE_FACTORS = (1.0, 1.25, 1.5, 2.0)
+DEADLINE_FACTORS = (0.5, 1.0, 1.5, 2.0)
 
 
 class PlanError(ValueError):
@@ -92,14 +92,13 @@ def pareto_frontier(points: list[dict[str, float]]) -> list[dict[str, float]]:
 
 
 def explore(job: SimJob, trace: SpotTrace, starts: int) -> list[dict[str, float]]:
-    """elasticft's mean cost and completion for every size cap and deadline factor (runs that miss the
-    deadline are kept: their completion time shows it)."""
+    """elasticft's mean cost and completion for every size cap and the job's deadline times each factor
+    (runs that miss the deadline are kept: their completion time shows it)."""
     points = []
     for workers in range(job.min_workers, job.max_workers + 1):
-        capped = dataclasses.replace(job, speedup=job.speedup[: workers + 1],
-                                     work_hours=job.work_hours)
         for factor in DEADLINE_FACTORS:
-            sized = dataclasses.replace(capped, deadline_hours=capped.full_speed_hours / JOB_FRACTION * factor)
+            sized = dataclasses.replace(job, speedup=job.speedup[: workers + 1],
+                                        deadline_hours=job.deadline_hours * factor)
             runs = run_policies(sized, trace, start_ticks(trace, sized, starts), ["elasticft"])["elasticft"]
             points.append({
                 "workers": workers, "deadline_hours": sized.deadline_hours,
