@@ -10,7 +10,8 @@ elastic: a data-parallel job of N workers (N = min(8, the trace's pool size)) wh
          on the 16-node availability and 4-node preemption traces; `uniform-progress` is the polarized
          0-or-N gang variant.
 
-Prints a table, writes the JSON `{"scenario", "parameters", "policies": {NAME: {...}}}` and a PNG plot.
+Prints a table (also written as Markdown beside the JSON), writes the JSON
+`{"scenario", "parameters", "policies": {NAME: {...}}}` and a PNG plot.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from elasticft.sim.compare import OMNISCIENT, PolicySummary, run_policies, summarise  # noqa: E402
-from elasticft.sim.replay import RunResult, SimJob, start_ticks  # noqa: E402
-from elasticft.sim.trace import SPOT_TRACES_DIR, SpotTrace, load_trace_dir  # noqa: E402
+from elasticft.sim.compare import OMNISCIENT, PolicySummary, run_policies, summarise
+from elasticft.sim.replay import RunResult, SimJob, start_ticks
+from elasticft.sim.trace import SPOT_TRACES_DIR, SpotTrace, load_trace_dir
 
 NAMES = ["on-demand", "greedy", "uniform-progress", "throughput-only", "elasticft", OMNISCIENT]
 DEFAULT_DIRS = {
@@ -107,7 +108,9 @@ def main(argv: list[str]) -> int:
                                         for n, (od, spot) in PUBLISHED_TABLE3.items()}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(document, indent=2) + "\n")
-    print(table(args.scenario, summary))
+    rendered = table(args.scenario, summary)
+    args.json.with_suffix(".md").write_text(rendered + "\n")
+    print(rendered)
     print(f"\n{len(traces)} traces x {args.starts} starts in {elapsed:.0f} s; wrote {args.json}")
     plot(args.scenario, summary, args.plot or args.json.with_suffix(".png"))
     return 0

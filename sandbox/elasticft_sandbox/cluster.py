@@ -111,12 +111,12 @@ class LocalCluster:
         self.sandbox.stop()
 
     def kubectl(self, *args: str, check: bool = True, input_text: str | None = None) -> str:
-        """Run the real kubectl against the sandbox; its stdout (CalledProcessError names stderr)."""
+        """Run the real kubectl against the sandbox and return its stdout; a failure raises with its stderr."""
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "KUBECACHEDIR": str(self.state_dir / "kube-cache")}
         result = subprocess.run(["kubectl", *args], env=env, capture_output=True, text=True, input=input_text,
                                 timeout=60, check=False)
         if check and result.returncode != 0:
-            raise subprocess.CalledProcessError(result.returncode, ["kubectl", *args], result.stdout, result.stderr)
+            raise RuntimeError(f"kubectl {' '.join(args)} exited {result.returncode}: {result.stderr.strip()}")
         return result.stdout
 
     def get_job(self, namespace: str, name: str) -> Job | None:

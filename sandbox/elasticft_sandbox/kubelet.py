@@ -32,7 +32,14 @@ from elasticft_sandbox.kubeapi import (
     pod_path,
     record_event,
 )
-from elasticft_sandbox.launch import Launch, LaunchError, PodDirs, build_launch, probe_url, service_env
+from elasticft_sandbox.launch import (
+    Launch,
+    LaunchError,
+    PodDirs,
+    ReadinessCheck,
+    build_launch,
+    service_env,
+)
 from elasticft_sandbox.podstatus import (
     ContainerState,
     PodReport,
@@ -54,6 +61,8 @@ log = logging.getLogger(__name__)
 COMPONENT = "kubelet"
 DEFAULT_GRACE_S = 30.0
 TREE_SAMPLE_S = 1.0
+# A container that ran this long before failing restarts with the shortest back-off again (kubelet rule).
+BACK_OFF_RESET_S = 600.0
 # A start failure (executable not found, bad working directory) as container runtimes report it.
 START_ERROR_EXIT_CODE = 128
 
@@ -158,27 +167,39 @@ class PodWorker:
             self.final = True
             await self.report()
             return
+        back_offs = 0
         while not self.stopping:
+            started = asyncio.get_running_loop().time()
             exit_code = await self._run_once(launch)
             if self.stopping or not should_restart(self.restart_policy, exit_code):
                 break
-            delay = restart_backoff_s(self.restart_count, self.kubelet.restart_backoff_s)
-            # lastState is the latest finished instance while another one is awaited or runs.
-            if isinstance(self.state, Terminated):
-                self.last_state = self.state
-            self.state = Waiting(
-                "CrashLoopBackOff",
-                f"back-off {delay:g}s restarting failed container={self.container['name']} "
-                f"pod={self.name}_{self.namespace}({self.uid})",
-            )
-            await self.report()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), delay)
-            if not self.stopping:
-                self.restart_count += 1
+            if asyncio.get_running_loop().time() - started >= BACK_OFF_RESET_S:
+                back_offs = 0
+            await self._back_off(restart_backoff_s(back_offs, self.kubelet.restart_backoff_s))
+            back_offs += 1
         self.final = True
         self.ready = False
         await self.report()
+
+    async def _back_off(self, delay_s: float) -> None:
+        """Wait before the next start, shown as CrashLoopBackOff; a deletion ends the wait."""
+        exited, earlier = self.state, self.last_state
+        # lastState is the latest finished instance while another one is awaited or runs.
+        if isinstance(exited, Terminated):
+            self.last_state = exited
+        message = (
+            f"back-off {delay_s:g}s restarting failed container={self.container['name']} "
+            f"pod={self.name}_{self.namespace}({self.uid})"
+        )
+        self.state = Waiting("CrashLoopBackOff", message)
+        await self.report()
+        await record_event(self.kubelet.api, self.pod, "BackOff", message, COMPONENT, "Warning")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), delay_s)
+        if self.stopping:  # deleted while backing off: the pod ends with the exit it had
+            self.state, self.last_state = exited, earlier
+        else:
+            self.restart_count += 1
 
     async def _run_once(self, launch: Launch) -> int:
         """Start the process, wait for it to exit or be stopped, and record its terminated state."""
@@ -205,14 +226,14 @@ class PodWorker:
         self.process_id = process.pid
         tree = ProcessTree(process.pid, self.dirs.pod_root / "processes.json")
         self.state = Running(started_at)
-        self.ready = "readinessProbe" not in self.container
+        self.ready = launch.readiness is None
         await self.report()
         await record_event(
             self.kubelet.api, self.pod, "Started", f"Started container {self.container['name']}", COMPONENT
         )
         helpers = [asyncio.create_task(self._sample_tree(tree))]
-        if "readinessProbe" in self.container:
-            helpers.append(asyncio.create_task(self._probe_readiness(self.container["readinessProbe"])))
+        if launch.readiness is not None:
+            helpers.append(asyncio.create_task(self._probe_readiness(launch.readiness, launch)))
         try:
             exit_code = await self._wait_or_stop(process, tree)
         finally:
@@ -273,34 +294,31 @@ class PodWorker:
             await asyncio.sleep(TREE_SAMPLE_S)
             await asyncio.to_thread(tree.refresh)
 
-    async def _probe_readiness(self, probe: Obj) -> None:
-        period = float(probe.get("periodSeconds", 10))
-        timeout = float(probe.get("timeoutSeconds", 1))
-        success_threshold = int(probe.get("successThreshold", 1))
-        failure_threshold = int(probe.get("failureThreshold", 3))
-        await asyncio.sleep(float(probe.get("initialDelaySeconds", 0)))
+    async def _probe_readiness(self, check: ReadinessCheck, launch: Launch) -> None:
+        await asyncio.sleep(check.initial_delay_s)
         readiness = Readiness()
         while True:
-            succeeded = await self._probe_once(probe, timeout)
-            readiness = readiness.after(succeeded, success_threshold, failure_threshold)
+            succeeded = await self._probe_once(check, launch)
+            readiness = readiness.after(succeeded, check.success_threshold, check.failure_threshold)
             if readiness.ready != self.ready:
                 self.ready = readiness.ready
                 await self.report()
-            await asyncio.sleep(period)
+            await asyncio.sleep(check.period_s)
 
-    async def _probe_once(self, probe: Obj, timeout_s: float) -> bool:
+    async def _probe_once(self, check: ReadinessCheck, launch: Launch) -> bool:
         try:
-            if "tcpSocket" in probe:
-                port = int(probe["tcpSocket"]["port"])
-                _, writer = await asyncio.wait_for(asyncio.open_connection(self.pod_ip, port), timeout_s)
+            if check.tcp_address is not None:
+                opening = asyncio.open_connection(*check.tcp_address)
+                _, writer = await asyncio.wait_for(opening, check.timeout_s)
                 writer.close()
                 return True
-            url = probe_url(probe, self.container, self.pod_ip)
+            if check.command:
+                return await _run_probe_command(check, launch)
             async with self.kubelet.api.session.get(
-                url, timeout=aiohttp.ClientTimeout(total=timeout_s), allow_redirects=False
+                check.url, timeout=aiohttp.ClientTimeout(total=check.timeout_s), allow_redirects=False
             ) as response:
                 return 200 <= response.status < 400
-        except (OSError, TimeoutError, aiohttp.ClientError, LaunchError, KeyError, ValueError):
+        except (OSError, TimeoutError, aiohttp.ClientError):
             return False
 
     def report_now(self) -> PodReport:
@@ -462,6 +480,25 @@ class Kubelet(Controller):
             await asyncio.wait(tasks, timeout=grace_s + 5)
         for task in tasks:
             task.cancel()
+
+
+async def _run_probe_command(check: ReadinessCheck, launch: Launch) -> bool:
+    """An exec probe: the command, in the container's environment, succeeds when it exits 0 in time."""
+    process = await asyncio.create_subprocess_exec(
+        *check.command,
+        cwd=launch.cwd,
+        env=launch.env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        return await asyncio.wait_for(process.wait(), check.timeout_s) == 0
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        return False
 
 
 def _deletion_grace_s(pod: Obj) -> float:

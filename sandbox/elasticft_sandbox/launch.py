@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,7 @@ class Launch:
     cwd: Path
     termination_log: Path
     host_dirs: list[Path]
+    readiness: ReadinessCheck | None
 
 
 def expand(text: str, env: Mapping[str, str]) -> str:
@@ -235,18 +236,72 @@ def build_launch(
         cwd = dirs.rootfs / working_dir.lstrip("/")
     mounted = [Path(host) for _, host in mapping if Path(host) != dirs.termination_log]
     host_dirs = sorted({cwd, *(d for d in mounted if not d.exists() or d.is_dir())})
-    return Launch(argv, env, cwd, dirs.termination_log, host_dirs)
+    readiness = readiness_check(container, pod_ip, mapping, python)
+    return Launch(argv, env, cwd, dirs.termination_log, host_dirs, readiness)
 
 
-def probe_url(probe: Obj, container: Obj, pod_ip: str) -> str:
-    """URL of an httpGet probe; `port` is a number or names a containerPort, `host` defaults to the pod IP."""
-    http_get = probe["httpGet"]
-    port = http_get["port"]
-    if isinstance(port, str) and not port.isdigit():
-        named = {p.get("name"): p["containerPort"] for p in container.get("ports") or []}
-        if port not in named:
-            raise LaunchError("CreateContainerConfigError", f"probe port {port!r} names no containerPort")
-        port = named[port]
-    scheme = http_get.get("scheme", "HTTP").lower()
-    path = http_get.get("path", "/")
-    return f"{scheme}://{http_get.get('host') or pod_ip}:{port}{path if path.startswith('/') else '/' + path}"
+def container_port(port: int | str, container: Obj) -> int:
+    """A probe's or Service's port: a number, or the name of one of the container's ports."""
+    if isinstance(port, int) or str(port).isdigit():
+        return int(str(port))
+    named = {p.get("name"): int(p["containerPort"]) for p in container.get("ports") or []}
+    if port not in named:
+        raise LaunchError("CreateContainerConfigError", f"probe port {port!r} names no containerPort")
+    return named[port]
+
+
+@dataclass(frozen=True)
+class ReadinessCheck:
+    """One readiness probe, resolved: what to try (an HTTP GET, a TCP connect or a command) and how often."""
+
+    url: str = ""
+    tcp_address: tuple[str, int] | None = None
+    command: tuple[str, ...] = ()
+    initial_delay_s: float = 0.0
+    period_s: float = 10.0
+    timeout_s: float = 1.0
+    success_threshold: int = 1
+    failure_threshold: int = 3
+
+
+def readiness_check(
+    container: Obj, pod_ip: str, mapping: Sequence[tuple[str, str]], python: str
+) -> ReadinessCheck | None:
+    """The container's readinessProbe with Kubernetes' defaults; host defaults to the pod IP."""
+    probe = container.get("readinessProbe")
+    if not probe:
+        return None
+    timing = ReadinessCheck(
+        initial_delay_s=float(probe.get("initialDelaySeconds", 0)),
+        period_s=float(probe.get("periodSeconds", 10)),
+        timeout_s=float(probe.get("timeoutSeconds", 1)),
+        success_threshold=int(probe.get("successThreshold", 1)),
+        failure_threshold=int(probe.get("failureThreshold", 3)),
+    )
+    if "httpGet" in probe:
+        http_get = probe["httpGet"]
+        port = container_port(http_get["port"], container)
+        path = "/" + str(http_get.get("path", "/")).lstrip("/")
+        scheme = str(http_get.get("scheme", "HTTP")).lower()
+        return replace(timing, url=f"{scheme}://{http_get.get('host') or pod_ip}:{port}{path}")
+    if "tcpSocket" in probe:
+        tcp = probe["tcpSocket"]
+        address = (str(tcp.get("host") or pod_ip), container_port(tcp["port"], container))
+        return replace(timing, tcp_address=address)
+    if "exec" in probe:
+        command = [rewrite_paths(str(part), mapping) for part in probe["exec"].get("command") or []]
+        if command and _PYTHON.match(Path(command[0]).name):
+            command[0] = python
+        return replace(timing, command=tuple(command))
+    kinds = ", ".join(sorted(set(probe) - set(_PROBE_TIMING_FIELDS)))
+    raise LaunchError("CreateContainerConfigError", f"readinessProbe {kinds} is not supported by the sandbox")
+
+
+_PROBE_TIMING_FIELDS = (
+    "initialDelaySeconds",
+    "periodSeconds",
+    "timeoutSeconds",
+    "successThreshold",
+    "failureThreshold",
+    "terminationGracePeriodSeconds",
+)

@@ -25,6 +25,7 @@ from elasticft_sandbox.kubeapi import Informer, KubeApi
 from elasticft_sandbox.kubelet import Kubelet
 from elasticft_sandbox.nodepools import DEFAULT_POOLS_FILE, load_pools
 from elasticft_sandbox.pooldriver import PoolDriver
+from elasticft_sandbox.processes import kill_recorded
 from elasticft_sandbox.proxy import ServiceProxy
 from elasticft_sandbox.scheduler import Scheduler
 
@@ -75,6 +76,8 @@ class Sandbox:
         config = load_pools(self.pools_file)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         # Logs and pod directories belong to the previous cluster's pods; volumes are disks and stay.
+        # Processes a killed sandbox left behind go first, while their records still exist.
+        kill_recorded(self.state_dir.glob("pods/*/processes.json"))
         for previous in (self.logs_dir, self.state_dir / "pods"):
             shutil.rmtree(previous, ignore_errors=True)
         self.logs_dir.mkdir()

@@ -13,7 +13,7 @@ from elasticft_sandbox.launch import (
     build_launch,
     expand,
     field_ref_value,
-    probe_url,
+    readiness_check,
     rewrite_paths,
     service_env,
 )
@@ -163,9 +163,27 @@ def test_unsupported_volume_kind_is_a_config_error(tmp_path: Path) -> None:
         build_launch(pod, dirs(tmp_path), {}, "127.0.1.2", "", PYTHON, HOST_ENV)
 
 
-def test_probe_url_resolves_named_ports_to_the_pod_ip() -> None:
-    container = {"ports": [{"name": "metrics", "containerPort": 9400}]}
-    assert probe_url({"httpGet": {"path": "/healthz", "port": "metrics"}}, container, "127.0.1.5") == (
-        "http://127.0.1.5:9400/healthz"
-    )
-    assert probe_url({"httpGet": {"port": 8080}}, container, "127.0.1.5") == "http://127.0.1.5:8080/"
+def test_readiness_probes_resolve_named_ports_to_the_pod_ip() -> None:
+    container = {
+        "ports": [{"name": "metrics", "containerPort": 9400}],
+        "readinessProbe": {"httpGet": {"path": "healthz", "port": "metrics"}, "periodSeconds": 2},
+    }
+    check = readiness_check(container, "127.0.1.5", [], PYTHON)
+    assert check is not None
+    assert check.url == "http://127.0.1.5:9400/healthz"
+    assert (check.period_s, check.timeout_s, check.failure_threshold) == (2, 1, 3)
+    container["readinessProbe"] = {"tcpSocket": {"port": 29400}}
+    tcp = readiness_check(container, "127.0.1.5", [], PYTHON)
+    assert tcp is not None and tcp.tcp_address == ("127.0.1.5", 29400)
+
+
+def test_exec_probe_runs_with_mapped_paths_and_the_sandbox_python() -> None:
+    container = {"readinessProbe": {"exec": {"command": ["python", "-c", "1", "/checkpoints/ok"]}}}
+    check = readiness_check(container, "127.0.1.5", [("/checkpoints", "/host/ckpt")], PYTHON)
+    assert check is not None and check.command == (PYTHON, "-c", "1", "/host/ckpt/ok")
+
+
+def test_unknown_probe_port_name_is_a_config_error() -> None:
+    container = {"readinessProbe": {"httpGet": {"port": "web"}}}
+    with pytest.raises(LaunchError, match="web"):
+        readiness_check(container, "127.0.1.5", [], PYTHON)

@@ -26,6 +26,7 @@ from elasticft.controller.names import (
     checkpoint_claim_name,
     rendezvous_id,
     rendezvous_name,
+    rendezvous_store_port,
     worker_name,
 )
 
@@ -165,7 +166,8 @@ def worker_pod(job: JobRef, spec: FineTuneJobSpec, placement: WorkerPlacement, r
         "env": trainer_env(job, spec, placement, rdzv_endpoint),
         "ports": [{"name": "metrics", "containerPort": spec.metrics.port}],
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": spec.metrics.port}, "periodSeconds": 2},
-        "resources": spec.resources.model_dump(exclude_defaults=True),
+        "resources": {kind: {name: str(quantity) for name, quantity in amounts.items()}
+                      for kind, amounts in spec.resources.model_dump(exclude_defaults=True).items()},
         "volumeMounts": [{"name": CHECKPOINT_VOLUME, "mountPath": CHECKPOINT_MOUNT}],
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -197,6 +199,7 @@ def rendezvous_pod(job: JobRef, spec: FineTuneJobSpec) -> Manifest:
     capacity_type = rendezvous_capacity(spec)
     pool = capacity_pool(spec, capacity_type)
     labels = {LABEL_ROLE: ROLE_RENDEZVOUS, LABEL_CAPACITY: capacity_type}
+    store_port = rendezvous_store_port(job.namespace, job.name)
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -212,9 +215,9 @@ def rendezvous_pod(job: JobRef, spec: FineTuneJobSpec) -> Manifest:
                     "name": "store",
                     "image": spec.image,
                     "command": ["python", "-m", "elasticft_trainer.store"],
-                    "args": ["--host", "$(POD_IP)", "--port", str(RENDEZVOUS_PORT)],
+                    "args": ["--host", "$(POD_IP)", "--port", str(store_port)],
                     "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
-                    "ports": [{"name": "c10d", "containerPort": RENDEZVOUS_PORT}],
+                    "ports": [{"name": "c10d", "containerPort": store_port}],
                     "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
                 }
             ],
@@ -229,7 +232,8 @@ def rendezvous_service(job: JobRef) -> Manifest:
         "metadata": _metadata(job, rendezvous_name(job.name), {LABEL_ROLE: ROLE_RENDEZVOUS}),
         "spec": {
             "selector": {LABEL_JOB: job.name, LABEL_ROLE: ROLE_RENDEZVOUS},
-            "ports": [{"name": "c10d", "port": RENDEZVOUS_PORT, "targetPort": RENDEZVOUS_PORT}],
+            "ports": [{"name": "c10d", "port": RENDEZVOUS_PORT,
+                       "targetPort": rendezvous_store_port(job.namespace, job.name)}],
         },
     }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 LABEL_JOB = "elasticft.io/job"
 LABEL_GENERATION = "elasticft.io/generation"
 LABEL_CAPACITY = "elasticft.io/capacity-type"
@@ -16,6 +18,13 @@ ON_DEMAND = "on-demand"
 RENDEZVOUS_PORT = 29400
 CHECKPOINT_MOUNT = "/checkpoints"
 TERMINATION_LOG = "/dev/termination-log"
+
+
+def rendezvous_store_port(namespace: str, job: str) -> int:
+    """The port the c10d store listens on inside its pod. torch's TCPStore binds every interface, so
+    where pods share one network (the sandbox: processes on one machine) each job needs its own port;
+    it is derived from the job's name so every look computes the same one. The Service keeps 29400."""
+    return 30000 + zlib.crc32(f"{namespace}/{job}".encode()) % 20000
 
 
 def worker_name(job: str, generation: int, index: int) -> str:

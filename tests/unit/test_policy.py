@@ -1,0 +1,156 @@
+"""The policy's invariants and the throughput fit, on plain inputs (no simulator)."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+
+from elasticft.policy import Decision, Mode, PolicyInput, ThroughputParams, decide, fit_throughput
+from elasticft.policy.decision import projected_cost
+from elasticft.policy.throughput import predict_throughput
+
+HOUR = 3600.0
+
+
+def usl_points(params: ThroughputParams, sizes: range) -> tuple[tuple[int, float], ...]:
+    return tuple((n, predict_throughput(params, n)) for n in sizes)
+
+
+def job(**changes: object) -> PolicyInput:
+    """A 4-worker MinCost job, 10 h of full-speed work left, 14 h to the deadline, idle, no spot."""
+    curve = usl_points(ThroughputParams(lam=10.0, sigma=0.05), range(1, 5))
+    full_speed = predict_throughput(ThroughputParams(lam=10.0, sigma=0.05), 4)
+    base = PolicyInput(
+        min_workers=1, max_workers=4, mode=Mode.MIN_COST,
+        samples_done=full_speed * 2 * HOUR, samples_left=full_speed * 10 * HOUR,
+        seconds_elapsed=2 * HOUR, seconds_left=14 * HOUR, throughput_points=curve,
+        spot_price_per_hour=1.0, on_demand_price_per_hour=3.0, spot_available=0,
+        current_spot=0, current_on_demand=0, restart_overhead_s=600.0, decision_interval_s=300.0,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_fit_recovers_a_synthetic_usl_curve() -> None:
+    truth = ThroughputParams(lam=12.0, sigma=0.08, kappa=0.002)
+    fitted = fit_throughput(usl_points(truth, range(1, 9)))
+    for n in (1, 4, 8, 16):
+        assert predict_throughput(fitted, n) == pytest.approx(predict_throughput(truth, n), rel=1e-3)
+
+
+def test_fit_of_noisy_amdahl_measurements_predicts_within_five_percent() -> None:
+    truth = ThroughputParams(lam=50.0, sigma=0.1)
+    noise = random.Random(3)
+    points = [(n, predict_throughput(truth, n) * noise.uniform(0.97, 1.03)) for n in (1, 2, 4, 8) for _ in range(3)]
+    fitted = fit_throughput(points)
+    assert predict_throughput(fitted, 6) == pytest.approx(predict_throughput(truth, 6), rel=0.05)
+
+
+def test_one_measured_size_predicts_unseen_sizes_from_the_prior() -> None:
+    fitted = fit_throughput([(2, 19.0)], prior=ThroughputParams(lam=1.0, sigma=0.1))
+    assert predict_throughput(fitted, 2) == pytest.approx(19.0)
+    assert predict_throughput(fitted, 4) == pytest.approx(19.0 / (2 / 1.1) * (4 / 1.3))
+
+
+def random_input(rng: random.Random) -> PolicyInput:
+    min_workers = rng.randint(1, 3)
+    max_workers = rng.randint(min_workers, 8)
+    spot = rng.randint(0, max_workers)
+    on_demand = rng.randint(0, max_workers - spot)
+    return job(
+        min_workers=min_workers, max_workers=max_workers, mode=rng.choice(list(Mode)),
+        samples_left=rng.uniform(0, 1e6), seconds_left=rng.choice([None, rng.uniform(-HOUR, 40 * HOUR)]),
+        spot_available=rng.randint(0, 12), current_spot=spot, current_on_demand=on_demand,
+        preempted=rng.random() < 0.2, seconds_since_rescale=rng.uniform(0, 2 * HOUR),
+        rescale_cooldown_s=rng.choice([0.0, 600.0]), spot_availability_age_s=rng.uniform(0, HOUR),
+        max_total_cost=rng.choice([None, rng.uniform(0, 500)]), max_cost_per_hour=rng.choice([None, 5.0]),
+        spot_enabled=rng.random() < 0.9, on_demand_enabled=rng.random() < 0.9,
+        min_scaling_efficiency=rng.uniform(0, 0.9),
+    )
+
+
+def test_decisions_stay_within_worker_bounds_and_available_spot() -> None:
+    rng = random.Random(11)
+    for _ in range(3000):
+        inp = random_input(rng)
+        decision = decide(inp)
+        assert decision.workers == 0 or inp.min_workers <= decision.workers <= inp.max_workers, (inp, decision)
+        assert decision.spot <= max(inp.spot_available, 0) or (decision.spot, decision.on_demand) == (
+            inp.current_spot, inp.current_on_demand), (inp, decision)
+        if not inp.spot_enabled:
+            assert decision.spot == 0 or decision.spot == inp.current_spot
+        if inp.max_cost_per_hour is not None:
+            cost = decision.spot * inp.spot_price_per_hour + decision.on_demand * inp.on_demand_price_per_hour
+            assert cost <= inp.max_cost_per_hour + 1e-9
+        assert decision.reason and "\n" not in decision.reason
+
+
+def test_idle_job_out_of_slack_goes_to_all_on_demand() -> None:
+    # 10 h of work, 10.4 h left: less than the 2d + g + d the safety net keeps
+    decision = decide(job(seconds_left=10.4 * HOUR, spot_available=4))
+    assert decision == Decision(0, 4, decision.reason)
+    assert "safety net" in decision.reason
+
+
+def test_job_ahead_of_the_pace_line_waits_for_spot_instead_of_paying_on_demand() -> None:
+    assert decide(job()).workers == 0
+
+
+def test_job_behind_the_pace_line_without_spot_runs_on_demand() -> None:
+    # idle for the first 2 h: 1 h of slack left against a pace line of 0.75 * (1 - 10/13) * 11 h = 1.9 h
+    decision = decide(job(samples_done=0.0, seconds_left=11 * HOUR))
+    assert (decision.spot, decision.on_demand) == (0, 4)
+
+
+def test_partial_spot_capacity_is_used_elastically() -> None:
+    decision = decide(job(spot_available=3))
+    assert (decision.spot, decision.on_demand) == (3, 0)
+
+
+def test_no_voluntary_rescale_inside_the_cooldown() -> None:
+    running = job(spot_available=4, current_spot=2, spot_availability_age_s=HOUR,
+                  seconds_since_rescale=100.0, rescale_cooldown_s=600.0)
+    assert (decide(running).spot, decide(running).on_demand) == (2, 0)
+    after = dataclasses.replace(running, seconds_since_rescale=700.0)
+    assert decide(after).spot == 4
+
+
+def test_a_preemption_is_answered_even_inside_the_cooldown() -> None:
+    preempted = job(spot_available=1, current_spot=1, preempted=True, seconds_since_rescale=10.0,
+                    rescale_cooldown_s=600.0)
+    assert decide(preempted).spot <= 1
+
+
+def test_running_spot_generation_is_not_abandoned_for_a_brief_spot_flicker() -> None:
+    on_demand = job(current_on_demand=4, spot_available=4, spot_availability_age_s=0.0)
+    assert (decide(on_demand).spot, decide(on_demand).on_demand) == (0, 4)
+
+
+def test_min_time_never_plans_beyond_the_budget() -> None:
+    rng = random.Random(5)
+    for _ in range(500):
+        inp = job(mode=Mode.MIN_TIME, spot_available=rng.randint(0, 4), max_total_cost=rng.uniform(1, 200),
+                  cost_so_far=rng.uniform(0, 50))
+        decision = decide(inp)
+        if decision.workers:
+            params = fit_throughput(inp.throughput_points)
+            assert inp.max_total_cost is not None
+            spend = projected_cost(inp, params, decision.spot, decision.on_demand)
+            assert inp.cost_so_far + spend <= inp.max_total_cost + 1e-9
+
+
+def test_min_time_with_ample_budget_runs_at_full_size() -> None:
+    decision = decide(job(mode=Mode.MIN_TIME, spot_available=1))
+    assert (decision.spot, decision.on_demand) == (1, 3)
+
+
+def test_finished_job_releases_every_worker() -> None:
+    assert decide(job(samples_left=0.0, current_on_demand=4)).workers == 0
+
+
+def test_workers_beyond_the_scaling_efficiency_floor_are_not_requested() -> None:
+    steep = usl_points(ThroughputParams(lam=10.0, sigma=0.5), range(1, 5))
+    decision = decide(job(throughput_points=steep, min_scaling_efficiency=0.5, mode=Mode.MIN_TIME,
+                          spot_available=4))
+    assert decision.workers < 4
