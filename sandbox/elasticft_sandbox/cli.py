@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psutil
 
+from elasticft_sandbox.demo import add_run_arguments, run
 from elasticft_sandbox.nodepools import DEFAULT_POOLS_FILE, POOLS_DIR
 from elasticft_sandbox.processes import kill_recorded
 
@@ -55,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     down_parser = commands.add_parser("down", help="stop the sandbox started by `up`")
     down_parser.set_defaults(handler=down)
+
+    run_parser = commands.add_parser("run", help="run a FineTuneJob end to end: sandbox, operator, kubectl apply")
+    add_run_arguments(run_parser)
+    run_parser.set_defaults(handler=run)
 
     for sub in (up_parser, down_parser):
         sub.add_argument(

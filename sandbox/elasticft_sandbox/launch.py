@@ -9,7 +9,8 @@ A container becomes `argv`, `env` and a working directory:
   (emptyDir: per pod; persistentVolumeClaim: `{state}/volumes/{ns}/{claim}`; hostPath: itself), and
   the `terminationMessagePath` to a per-pod host file;
 - `python`/`python3` run the sandbox's own interpreter, whose bin directory leads PATH so that
-  `torchrun` and `elasticft` resolve to the same installation.
+  `torchrun` and `elasticft` resolve to the same installation;
+- the readiness probe (httpGet, tcpSocket or exec) is resolved against the pod IP and named ports.
 """
 
 from __future__ import annotations

@@ -62,8 +62,9 @@ def main() -> int:
         samples.inc(batch)
     state.write_text(str(step))
     ckpt_gauge.set(step)
-    summary = {"completed": step >= total, "step": step, "total_steps": total, "samples": step * batch,
-               "loss": 1.0, "initial_loss": 2.0, "world_sizes": [], "reason": "completed" if step >= total else "sigterm"}
+    completed = step >= total
+    summary = {"completed": completed, "step": step, "total_steps": total, "samples": step * batch,
+               "loss": 1.0, "initial_loss": 2.0, "world_sizes": [], "reason": "completed" if completed else "sigterm"}
     line = json.dumps(summary)
     print(f"ELASTICFT_SUMMARY {line}", flush=True)
     termination_log = os.environ.get("ELASTICFT_TERMINATION_LOG")

@@ -31,7 +31,8 @@ def test_created_object_gets_uid_timestamp_generation_and_resource_version(k8s: 
 def test_resource_version_is_a_global_increasing_counter(k8s: ApiClient) -> None:
     core = CoreV1Api(k8s)
     versions = [int(core.create_namespaced_pod("default", pod(f"p{i}")).metadata.resource_version) for i in range(3)]
-    versions.append(int(core.create_namespaced_config_map("default", {"metadata": {"name": "c"}}).metadata.resource_version))
+    config = core.create_namespaced_config_map("default", {"metadata": {"name": "c"}})
+    versions.append(int(config.metadata.resource_version))
     assert versions == sorted(versions) and len(set(versions)) == 4
     assert int(core.list_namespaced_pod("default").metadata.resource_version) >= versions[-1]
 

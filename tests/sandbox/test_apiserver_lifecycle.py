@@ -143,3 +143,16 @@ def test_deleting_a_crd_deletes_its_custom_resources_and_stops_serving_them(
     with pytest.raises(ApiException) as caught:
         widgets.list_namespaced_custom_object("example.io", "v1", "default", "widgets")
     assert caught.value.status == 404
+
+
+def test_eviction_deletes_the_pod_and_delete_preconditions_guard_against_a_replaced_object(k8s: ApiClient) -> None:
+    core = CoreV1Api(k8s)
+    core.create_namespaced_pod("default", {"metadata": {"name": "p"}, "spec": {"containers": [
+        {"name": "m", "image": "x"}]}})
+    with pytest.raises(ApiException) as caught:
+        core.delete_namespaced_pod("p", "default", body={"preconditions": {"uid": "someone-else"}})
+    assert caught.value.status == 409
+    core.create_namespaced_pod_eviction("p", "default", {"apiVersion": "policy/v1", "kind": "Eviction",
+                                                         "metadata": {"name": "p", "namespace": "default"}},
+                                        _preload_content=False)
+    assert not exists(core.read_namespaced_pod, "p", "default")

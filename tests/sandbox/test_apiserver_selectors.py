@@ -46,9 +46,11 @@ def test_field_selectors_on_name_node_and_phase(labelled: CoreV1Api) -> None:
 def test_field_selector_on_events_involved_object(k8s: ApiClient) -> None:
     core = CoreV1Api(k8s)
     for name, kind in (("e1", "Pod"), ("e2", "FineTuneJob")):
+        involved = {"kind": kind, "name": "job", "namespace": "default"}
         core.create_namespaced_event("default", {"metadata": {"name": name}, "reason": "Scaled", "message": "m",
-                                                 "involvedObject": {"kind": kind, "name": "job", "namespace": "default"}})
-    events = core.list_namespaced_event("default", field_selector="involvedObject.kind=FineTuneJob,involvedObject.name=job")
+                                                 "involvedObject": involved})
+    selector = "involvedObject.kind=FineTuneJob,involvedObject.name=job"
+    events = core.list_namespaced_event("default", field_selector=selector)
     assert [e.metadata.name for e in events.items] == ["e2"]
 
 

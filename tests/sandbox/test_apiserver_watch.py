@@ -111,3 +111,12 @@ def test_watch_on_all_namespaces_sees_every_namespace(k8s: ApiClient) -> None:
               for e in watch.Watch().stream(core.list_config_map_for_all_namespaces, resource_version=since,
                                             timeout_seconds=1)]
     assert events == [("default", "a"), ("kube-system", "b")]
+
+
+def test_send_initial_events_ends_with_a_marked_bookmark(apiserver: str, k8s: ApiClient) -> None:
+    CoreV1Api(k8s).create_namespaced_config_map("default", config_map("x"))
+    url = (f"{apiserver}/api/v1/namespaces/default/configmaps?watch=1&sendInitialEvents=true"
+           "&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1")
+    events = list(stream_lines(url))
+    assert events[0]["type"] == "ADDED" and events[1]["type"] == "BOOKMARK"
+    assert events[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}

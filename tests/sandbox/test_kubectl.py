@@ -43,8 +43,12 @@ def pod_manifest(kubeconfig: Path, tmp_path: Path) -> Path:
 
 
 def test_apply_crds_and_examples_then_get_describe_delete(kubeconfig: Path) -> None:
-    applied = kubectl("apply", "-f", str(REPO / "crds"), "-f", str(REPO / "examples"))
+    # As on a real cluster, a CRD must be established before kubectl can map its kind, so the CRDs
+    # and the examples are applied in two steps.
+    applied = kubectl("apply", "-f", str(REPO / "crds"))
     assert "customresourcedefinition.apiextensions.k8s.io/finetunejobs.elasticft.io created" in applied.stdout
+    kubectl("wait", "--for=condition=Established", "crd/finetunejobs.elasticft.io", "--timeout=20s")
+    assert "created" in kubectl("apply", "-f", str(REPO / "examples")).stdout
     jobs = kubectl("get", "ftj").stdout.splitlines()
     assert jobs[0].split()[:3] == ["NAME", "PHASE", "WORKERS"] and "AGE" in jobs[0]
     assert len(jobs) == 1 + len(list((REPO / "examples").glob("*.yaml")))
@@ -63,6 +67,23 @@ def test_apply_rejects_unknown_fields_of_a_custom_resource(kubeconfig: Path, tmp
                    "spec: {totalSteps: 10, globalBatchSize: 4, notAField: 1}\n")
     result = kubectl("apply", "-f", str(bad), check=False)
     assert result.returncode != 0 and 'unknown field "spec.notAField"' in result.stderr
+
+
+def test_apply_rejects_unknown_fields_of_a_core_object(pod_manifest: Path) -> None:
+    pod_manifest.write_text(POD_MANIFEST.replace("  containers:", "  restartPolicyy: Never\n  containers:"))
+    result = kubectl("apply", "-f", str(pod_manifest), check=False)
+    assert result.returncode != 0 and 'unknown field "spec.restartPolicyy"' in result.stderr
+
+
+def test_get_nodes_shows_readiness_from_node_status(kubeconfig: Path, k8s: ApiClient) -> None:
+    core = CoreV1Api(k8s)
+    core.create_node({"metadata": {"name": "spot-0", "labels": {"node-role.kubernetes.io/worker": ""}}})
+    core.patch_node_status("spot-0", {"status": {"conditions": [{"type": "Ready", "status": "True"}],
+                                                 "nodeInfo": {"kubeletVersion": "v1.32.0-sandbox"}}},
+                          _preload_content=False)
+    lines = kubectl("get", "nodes").stdout.splitlines()
+    assert lines[0].split() == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+    assert lines[1].split()[:3] == ["spot-0", "Ready", "worker"] and lines[1].endswith("v1.32.0-sandbox")
 
 
 def test_reapplying_a_changed_pod_patches_it(pod_manifest: Path, k8s: ApiClient) -> None:

@@ -88,7 +88,13 @@ def start_sleeper(kubeconfig: str, tmp_path: Path, marker: str) -> None:
         ["kubectl", "apply", "-f", str(manifest)], env=env, capture_output=True, text=True, timeout=60
     )
     assert applied.returncode == 0, applied.stderr
-    wait_until(lambda: processes_with(marker))
+
+    def running() -> bool:
+        get = ["kubectl", "get", "pod", "sleeper", "-o", "jsonpath={.status.phase}"]
+        return subprocess.run(get, env=env, capture_output=True, text=True, timeout=60).stdout == "Running"
+
+    wait_until(running)
+    assert processes_with(marker)
 
 
 def test_up_serves_kubectl_and_down_leaves_no_process(

@@ -126,20 +126,33 @@ class TrainState(Stateful):
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, frozen_base: bool) -> None:
         self.model = model
         self.optimizer = optimizer
-        self.options = StateDictOptions(ignore_frozen_params=frozen_base)
+        # Non-strict loading is required once frozen weights are left out; load_state_dict checks
+        # that nothing but those is missing.
+        self.options = StateDictOptions(ignore_frozen_params=frozen_base, strict=not frozen_base)
+        trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+        self.frozen_names = set(model.state_dict()) - trainable if frozen_base else set()
 
     def state_dict(self) -> dict[str, Any]:
         model_state, optimizer_state = get_state_dict(self.model, self.optimizer, options=self.options)
+        # ignore_frozen_params misses aliases of frozen weights, e.g. an output head tied to the
+        # frozen embedding (GPT-2), which would otherwise be saved in every checkpoint.
+        model_state = {k: v for k, v in model_state.items() if k not in self.frozen_names}
         return {"model": model_state, "optimizer": optimizer_state}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        set_state_dict(
+        incompatible = set_state_dict(
             self.model,
             self.optimizer,
             model_state_dict=state_dict["model"],
             optim_state_dict=state_dict["optimizer"],
             options=self.options,
         )
+        missing = set(incompatible.missing_keys) - self.frozen_names
+        if missing or incompatible.unexpected_keys:
+            raise RuntimeError(
+                f"checkpoint does not match the model: missing {sorted(missing)[:5]}, "
+                f"unexpected {sorted(incompatible.unexpected_keys)[:5]}"
+            )
 
 
 class _ReusedCpuBuffers(BlockingAsyncStager):

@@ -82,18 +82,14 @@ class World:
     rank: int
     local_rank: int
     world_size: int
-    torchrun_restarts_left: int
 
 
 def world_from_environ(environ: Mapping[str, str]) -> World:
     """Read torchrun's env; without torchrun the process is a world of one."""
-    max_restarts = int(environ.get("TORCHELASTIC_MAX_RESTARTS", "0"))
-    restart_count = int(environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
     return World(
         rank=int(environ.get("RANK", "0")),
         local_rank=int(environ.get("LOCAL_RANK", "0")),
         world_size=int(environ.get("WORLD_SIZE", "1")),
-        torchrun_restarts_left=max(0, max_restarts - restart_count),
     )
 
 

@@ -38,9 +38,11 @@ from .summary import RunSummary, StopReason, publish
 
 log = logging.getLogger("elasticft_trainer")
 
-# A peer-stopped worker exits non-zero only when torchrun could restart it into a re-formed world
-# (in-place elasticity, `--max-restarts` > 0); otherwise the generation is over and 0 is honest.
-EXIT_REJOIN_WORLD = 75
+# Exit code of a worker whose peer was stopped. Measured on torch 2.13: when the workers of a pod
+# exit 0, its torchrun agent waits in the exit barrier for the SIGTERM'd agent that never arrives
+# (300 s); a non-zero exit skips the barrier, so the agent either ends at once (no restarts left) or,
+# with `--max-restarts`, re-forms the world in place. The summary, not the code, says what happened.
+EXIT_PEER_STOPPED = 75
 PROGRESS_LOG_EVERY_STEPS = 10
 
 
@@ -210,8 +212,7 @@ def train(config: TrainerConfig, world: World, plan: DevicePlan, stop: StopReque
         world_sizes=list(progress.world_sizes),
         reason=reason,
     )
-    rejoin = reason == "peer-stopped" and world.torchrun_restarts_left > 0
-    return summary, EXIT_REJOIN_WORLD if rejoin else 0
+    return summary, EXIT_PEER_STOPPED if reason == "peer-stopped" else 0
 
 
 def setup_logging(rank: int) -> None:

@@ -87,7 +87,7 @@ class LoRA(ApiModel):
     alpha: float = Field(16.0, gt=0, description="LoRA scaling alpha.")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA path.")
     targets: list[str] = Field(
-        default_factory=lambda: ["c_attn"], min_length=1, description="Module names LoRA adapts."
+        default_factory=list, description="Module names LoRA adapts; empty = the model's attention projections."
     )
 
 
@@ -294,6 +294,7 @@ class FineTuneJobStatus(ApiModel):
     generation: int = Field(0, description="World-membership generation (bumps on every rescale).")
     step: int = 0
     total_steps: int = 0
+    loss: float | None = Field(None, description="Training loss last reported by the workers.")
     progress: str = Field("0%", description="step / totalSteps as a percentage.")
     throughput: Throughput = Field(default_factory=Throughput)
     cost: Cost = Field(default_factory=Cost)

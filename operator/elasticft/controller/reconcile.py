@@ -213,6 +213,7 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
         status.last_checkpoint.step = status.step
         status.progress = "100%"
         loss = next((p.summary.loss for p in done if p.summary and p.summary.loss is not None), None)
+        status.loss = loss if loss is not None else status.loss
         message = f"trained {status.step} steps" + (f", final loss {loss:.4f}" if loss is not None else "")
         set_condition(status, "Complete", True, "TrainingComplete", message, now, meta_generation)
         set_condition(status, "Progressing", False, "TrainingComplete", message, now, meta_generation)
@@ -223,6 +224,8 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
 
     if measurement.step is not None:
         status.step = max(status.step, measurement.step)
+    if measurement.loss is not None:
+        status.loss = round(measurement.loss, 5)
     if measurement.checkpoint_step is not None and measurement.checkpoint_step > status.last_checkpoint.step:
         status.last_checkpoint.step = measurement.checkpoint_step
         status.last_checkpoint.time = now

@@ -33,6 +33,7 @@ def policy_input(observation: SimObservation, mode: Mode = Mode.MIN_COST) -> Pol
         current_on_demand=on_demand,
         restart_overhead_s=job.restart_overhead_hours * SECONDS_PER_HOUR,
         spot_availability_age_s=observation.hours_since_availability_change * SECONDS_PER_HOUR,
+        spot_history=tuple((count, hours * SECONDS_PER_HOUR) for count, hours in observation.availability_history),
         restart_remaining_s=observation.restart_overhead_left_hours * SECONDS_PER_HOUR,
         seconds_since_rescale=observation.hours_since_change * SECONDS_PER_HOUR,
         preempted=observation.preempted,

@@ -73,6 +73,8 @@ class SimObservation:
     hours_since_change: float
     hours_since_availability_change: float
     preempted: bool
+    #: completed runs of constant spot availability since the start, oldest first: (count, hours)
+    availability_history: tuple[tuple[int, float], ...] = ()
 
     @property
     def work_left_hours(self) -> float:
@@ -122,6 +124,7 @@ def replay(job: SimJob, trace: SpotTrace, start_tick: int, policy: SimPolicy) ->
     since_change = 0.0
     since_availability_change = 0.0
     last_available = -1
+    history: tuple[tuple[int, float], ...] = ()
     cost = spot_hours = on_demand_hours = spot_work = on_demand_work = 0.0
     restarts = 0
     for i in range(max_ticks):
@@ -129,6 +132,8 @@ def replay(job: SimJob, trace: SpotTrace, start_tick: int, policy: SimPolicy) ->
         spot_available = available[tick] if tick < len(available) else 0
         spot_price = job.spot_price_per_hour if prices is None or tick >= len(prices) else prices[tick]
         if spot_available != last_available:
+            if last_available >= 0:
+                history += ((last_available, since_availability_change),)
             since_availability_change = 0.0
             last_available = spot_available
         preempted = current[0] > spot_available
@@ -138,7 +143,7 @@ def replay(job: SimJob, trace: SpotTrace, start_tick: int, policy: SimPolicy) ->
         running = (min(current[0], spot_available), current[1])
         observation = SimObservation(
             job, gap, i * gap, work, running, spot_available, spot_price, overhead_left, since_change,
-            since_availability_change, preempted,
+            since_availability_change, preempted, history,
         )
         chosen = policy(observation)
         if chosen[0] > spot_available or min(chosen) < 0:

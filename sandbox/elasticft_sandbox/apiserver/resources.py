@@ -84,7 +84,7 @@ def crd_resource_types(crd: dict[str, Any]) -> list[ResourceType]:
         if not version.get("served", True):
             continue
         has_status = "status" in (version.get("subresources") or {})
-        subresources = ("status",) if has_status else ()
+        subresources: tuple[str, ...] = ("status",) if has_status else ()
         if "scale" in (version.get("subresources") or {}):
             subresources += ("scale",)
         schema = (version.get("schema") or {}).get("openAPIV3Schema") or {

@@ -26,7 +26,7 @@ from .patch import (
 )
 from .resources import Registry, ResourceType
 from .selectors import object_filter
-from .store import DeleteOptions, Store, WatchEvent, Watcher, now_rfc3339
+from .store import DeleteOptions, Store, Watcher, WatchEvent, now_rfc3339
 
 _TERMINAL_POD_PHASES = ("Succeeded", "Failed")
 _LOG_POLL_S = 0.1
@@ -213,7 +213,7 @@ class Routes:
         query = request.query
         matches = object_filter(query.get("labelSelector", ""), query.get("fieldSelector", ""))
         namespace = target.namespace if target.resource.namespaced and target.namespace else None
-        items = self.store.list(target.resource, namespace, matches)
+        items = self.store.list_objects(target.resource, namespace, matches)
         resource_version = str(self.store.resource_version)
         if token := query.get("continue"):
             start = json.loads(base64.urlsafe_b64decode(token.encode()))["start"]
@@ -304,7 +304,9 @@ class Routes:
             schema = core_schemas.kind_schema(target.resource.group, target.resource.version, target.resource.kind)
             patched = strategic_merge_patch(base, patch, schema or {})
         else:
-            accepted = f"{JSON_PATCH}, {MERGE_PATCH}" + ("" if target.resource.is_custom else f", {STRATEGIC_MERGE_PATCH}")
+            accepted = f"{JSON_PATCH}, {MERGE_PATCH}"
+            if not target.resource.is_custom:
+                accepted += f", {STRATEGIC_MERGE_PATCH}"
             raise ApiError(415, f"the body of the request was in an unknown format - accepted media types include: "
                                 f"{accepted}" + ("" if content_type != APPLY_PATCH else " (server-side apply is not "
                                                                                           "emulated)"))
@@ -330,7 +332,7 @@ class Routes:
         matches = object_filter(request.query.get("labelSelector", ""), request.query.get("fieldSelector", ""))
         namespace = target.namespace if target.resource.namespaced and target.namespace else None
         deleted = []
-        for obj in self.store.list(target.resource, namespace, matches):
+        for obj in self.store.list_objects(target.resource, namespace, matches):
             meta = obj["metadata"]
             with contextlib.suppress(ApiError):
                 deleted.append(self.store.delete(target.resource, meta.get("namespace", ""), meta["name"], options))
@@ -363,7 +365,7 @@ class Routes:
 
     def _log_file(self, pod: dict[str, Any], query: Any) -> Path:
         containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
-        container = query.get("container") or (containers[0] if len(containers) == 1 else "")
+        container: str = query.get("container") or (containers[0] if len(containers) == 1 else "")
         name = pod["metadata"]["name"]
         if not container:
             raise ApiError(400, f"a container name must be specified for pod {name}, choose one of: {containers}")
@@ -372,7 +374,7 @@ class Routes:
         if self.logs_dir is None:
             raise ApiError(400, "this API server has no logs directory")
         suffix = ".previous.log" if query.get("previous") == "true" else ".log"
-        path = self.logs_dir / pod["metadata"]["namespace"] / name / f"{container}{suffix}"
+        path: Path = self.logs_dir / pod["metadata"]["namespace"] / name / f"{container}{suffix}"
         if not path.exists():
             if suffix == ".previous.log":
                 raise ApiError(400, f'previous terminated container "{container}" in pod "{name}" not found')
@@ -466,8 +468,8 @@ class Routes:
                       bookmarks: bool) -> None:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        stopping = asyncio.ensure_future(self._stopping.wait())
-        getter: asyncio.Future[WatchEvent] | None = None
+        stopping: asyncio.Future[Any] = asyncio.ensure_future(self._stopping.wait())
+        getter: asyncio.Future[Any] | None = None
         try:
             while True:
                 wait_s = self.bookmark_interval_s if bookmarks else None

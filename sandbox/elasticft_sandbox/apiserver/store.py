@@ -32,6 +32,9 @@ def now_rfc3339(offset_s: float = 0.0) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+GRACE_EXPIRY_MARGIN_S = 5.0
+
+
 @dataclass
 class WatchEvent:
     """One change, as stored in the history and fanned out to watchers."""
@@ -99,7 +102,7 @@ class DeleteOptions:
 
 def _generation_source(resource: ResourceType, obj: Mapping[str, Any]) -> dict[str, Any]:
     """What counts as the spec: everything but metadata (and status, where status is a subresource)."""
-    excluded = ("metadata", "status", "apiVersion", "kind") if resource.has_status else ("metadata", "apiVersion", "kind")
+    excluded = ("metadata", "apiVersion", "kind") + (("status",) if resource.has_status else ())
     return {k: v for k, v in obj.items() if k not in excluded}
 
 
@@ -130,7 +133,7 @@ class Store:
             raise not_found(resource.plural, name, resource.group)
         return obj
 
-    def list(self, resource: ResourceType, namespace: str | None,
+    def list_objects(self, resource: ResourceType, namespace: str | None,
              matches: Callable[[Mapping[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
         """Objects sorted by namespace and name, as etcd returns them."""
         bucket = self._objects.get(resource.storage_key, {})
@@ -200,7 +203,8 @@ class Store:
         for ref in meta.get("ownerReferences") or ():
             self._dependents.setdefault(ref["uid"], set()).add(key)
 
-    def create(self, resource: ResourceType, namespace: str, body: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
+    def create(self, resource: ResourceType, namespace: str, body: dict[str, Any],
+               dry_run: bool = False) -> dict[str, Any]:
         """Store a new object: uid, timestamps, resourceVersion, generation, type defaults."""
         obj = copy.deepcopy(body)
         meta = obj.setdefault("metadata", {})
@@ -230,7 +234,8 @@ class Store:
         meta["generation"] = 1
         strategies.prepare_create(resource, obj, self._cluster_ips, meta["creationTimestamp"])
         if dry_run:
-            self._cluster_ips.release((obj.get("spec") or {}).get("clusterIP") if resource.plural == "services" else None)
+            if resource.plural == "services":
+                self._cluster_ips.release((obj.get("spec") or {}).get("clusterIP"))
             return obj
         meta["resourceVersion"] = self._next_version()
         self._put(resource, obj)
@@ -363,7 +368,9 @@ class Store:
         previous = self._graceful_timers.pop(key, None)
         if previous is not None:
             previous.cancel()
-        self._graceful_timers[key] = asyncio.get_running_loop().call_later(grace, expire)
+        # A real apiserver waits for the kubelet; this stand-in gives it a margin past the grace period
+        # so the kubelet's SIGKILL and final container status land before the pod disappears.
+        self._graceful_timers[key] = asyncio.get_running_loop().call_later(grace + GRACE_EXPIRY_MARGIN_S, expire)
 
     def _forget_owner_refs(self, resource: ResourceType, obj: Mapping[str, Any]) -> None:
         meta = obj["metadata"]
@@ -430,21 +437,22 @@ class Store:
         pods = self.registry.get("", "v1", "pods")
         if pods is None:
             return
-        for pod in self.list(pods, None, lambda p: (p.get("spec") or {}).get("nodeName") == node):
+        for pod in self.list_objects(pods, None, lambda p: (p.get("spec") or {}).get("nodeName") == node):
             self.delete(pods, pod["metadata"]["namespace"], pod["metadata"]["name"],
                         DeleteOptions(grace_period_seconds=0))
 
     def _drop_custom_resources(self, crd: Mapping[str, Any]) -> None:
         for resource in self.registry.unregister_crd(crd["metadata"]["name"]):
-            for obj in list(self._objects.get(resource.storage_key, {}).values()):
-                if (obj["metadata"].get("namespace", ""), obj["metadata"]["name"]) in self._objects[resource.storage_key]:
+            bucket = self._objects.get(resource.storage_key, {})
+            for key, obj in list(bucket.items()):
+                if key in bucket:  # a cascade from an earlier removal may have taken it already
                     self._remove(resource, obj)
 
     def _empty_namespace(self, namespace: str) -> None:
         for resource in self.registry:
             if not resource.namespaced or resource.storage_version not in ("", resource.version):
                 continue
-            for obj in self.list(resource, namespace):
+            for obj in self.list_objects(resource, namespace):
                 if not obj["metadata"].get("deletionTimestamp"):
                     self.delete(resource, namespace, obj["metadata"]["name"], DeleteOptions(grace_period_seconds=0))
 

@@ -1,0 +1,25 @@
+"""The standalone rendezvous store that torchrun agents use as clients."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from datetime import timedelta
+
+import torch.distributed as dist
+from trainer_harness import RendezvousStore
+
+
+def test_store_serves_clients_and_exits_cleanly_on_sigterm(rendezvous_store: RendezvousStore) -> None:
+    writer = dist.TCPStore(rendezvous_store.address, rendezvous_store.port, is_master=False,
+                           timeout=timedelta(seconds=10))
+    reader = dist.TCPStore(rendezvous_store.address, rendezvous_store.port, is_master=False,
+                           timeout=timedelta(seconds=10))
+    writer.set("generation", "7")
+    assert reader.get("generation") == b"7"
+
+    rendezvous_store.process.send_signal(signal.SIGTERM)
+    try:
+        assert rendezvous_store.process.wait(timeout=10) == 0
+    except subprocess.TimeoutExpired:
+        raise AssertionError("store ignored SIGTERM") from None
