@@ -23,6 +23,7 @@ The operator records every change of the spot capacity obtainable for the job as
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -104,3 +105,48 @@ def forecast(history: Sequence[SpotRun], available: int, age_s: float, spot_work
     below = periods(runs, lambda count: count < min_workers)
     outage = expected_remaining_s(below[:-1], below[-1])
     return SpotOutlook(q, outage, q * max(seconds_left - outage, 0.0))
+
+
+def wait_limit_s(outages: Sequence[float], outages_per_second: float, seconds_left: float,
+                 budget_s: float) -> float:
+    """a*: wait out each outage up to this age, then run on-demand. With n = rate * T outages expected
+    before the deadline, a* is the largest age with n * E[min(D, a*)] <= B (B the slack left to spend
+    on waiting); inf when n * E[D] <= B, 0 without budget. Waiting out the short outages and filling
+    the long ones keeps each filled outage worth its two restarts (into on-demand and back to spot)."""
+    expected = outages_per_second * seconds_left
+    if budget_s <= 0 or not outages:
+        return 0.0 if budget_s <= 0 else math.inf
+    per_outage = budget_s / max(expected, 1.0)
+    lengths = sorted(outages)
+    if sum(lengths) / len(lengths) <= per_outage:
+        return math.inf
+    # E[min(D, a)] is piecewise linear in a: walk the sorted lengths to the piece holding per_outage
+    below = 0.0
+    for index, length in enumerate(lengths):
+        longer = len(lengths) - index
+        if (below + longer * length) / len(lengths) >= per_outage:
+            return (per_outage * len(lengths) - below) / longer
+        below += length
+    return math.inf
+
+
+@dataclass(frozen=True)
+class Outages:
+    """The outages seen so far: periods with fewer than m spot workers obtainable."""
+
+    #: lengths of the completed outages (s)
+    completed: tuple[float, ...]
+    #: age of the outage in progress (s); None while spot is usable
+    current_age_s: float | None
+    #: outages begun per second of observation
+    per_second: float
+
+
+def outages(history: Sequence[SpotRun], available: int, age_s: float, min_workers: int) -> Outages:
+    """Split the observed runs (and the one in progress) into outage periods."""
+    runs = [*history, (available, age_s)]
+    below = periods(runs, lambda count: count < min_workers)
+    ongoing = available < min_workers
+    observed = sum(seconds for _, seconds in runs)
+    completed = tuple(below[:-1] if ongoing else below)
+    return Outages(completed, below[-1] if ongoing else None, len(below) / observed if observed > 0 else 0.0)

@@ -39,7 +39,7 @@ import math
 from dataclasses import dataclass
 
 from elasticft.api.models import Mode
-from elasticft.policy.availability import SpotOutlook, SpotRun, forecast
+from elasticft.policy.availability import SpotRun, expected_remaining_s, outages
 from elasticft.policy.throughput import (
     PRIOR,
     ThroughputParams,
@@ -49,9 +49,9 @@ from elasticft.policy.throughput import (
 )
 
 
-#: Leaving on-demand for spot (or idling) takes a forecast lead of this many restarts d: without it a job
-#: near the line would flap between on-demand and waiting, paying a restart each way.
-HYSTERESIS_RESTARTS = 1.0
+#: Ahead of the pace line, an outage expected to outlast the slack above the line by this many restarts d
+#: is filled with on-demand at once rather than after it has spent that slack.
+OUTAGE_MARGIN_RESTARTS = 3.0
 
 @dataclass(frozen=True)
 class PolicyInput:
@@ -89,12 +89,11 @@ class PolicyInput:
     spot_enabled: bool = True
     on_demand_enabled: bool = True
     min_scaling_efficiency: float = 0.0
+    pace: float = 0.75
     #: completed runs of the observed spot availability since the job started, oldest first:
     #: (spot workers obtainable, seconds that count lasted); the run in progress is
     #: (spot_available, spot_availability_age_s)
     spot_history: tuple[SpotRun, ...] = ()
-    #: H0: how many seconds of observation the prior on the usable spot fraction weighs
-    spot_prior_weight_s: float = 6 * 3600.0
     rescale_payback_s: float = 7200.0
     throughput_prior: ThroughputParams = PRIOR
 
@@ -128,39 +127,6 @@ def slack_seconds(inp: PolicyInput, params: ThroughputParams, full_size: int) ->
     """S = T - W / X(N) - r: time the job may still lose and finish on N on-demand workers."""
     assert inp.seconds_left is not None
     return inp.seconds_left - inp.samples_left / predict_throughput(params, full_size) - inp.restart_remaining_s
-
-
-def spot_outlook(inp: PolicyInput, params: ThroughputParams, full_size: int, spot_usable: int,
-                broken: bool) -> SpotOutlook:
-    """F and R(a) from `availability.forecast`, with w(c) = X(min(c, N)) / X(N), the prior q0 = F0 / T0
-    (the uniform-progress rate: the job's full-speed time over its window, so that before any evidence
-    the forecast is Can't Be Late's line) and the restart e still to pay to run on the spot in view."""
-    assert inp.seconds_left is not None
-    full_speed = predict_throughput(params, full_size)
-    window = inp.seconds_elapsed + inp.seconds_left
-    whole_job = (inp.samples_done + inp.samples_left) / full_speed
-    prior = min(whole_job / window, 1.0) if window > 0 else 1.0
-    import os
-    prior = float(os.environ.get("Q0", prior))
-    if not inp.spot_enabled:
-        return SpotOutlook(0.0, math.inf, 0.0)
-    running_on_it = inp.current_spot == spot_usable and inp.current_on_demand == 0 and not broken
-    return forecast(
-        inp.spot_history, inp.spot_available, inp.spot_availability_age_s, spot_usable, max(inp.min_workers, 1),
-        lambda count: predict_throughput(params, min(count, full_size)) / full_speed,
-        inp.restart_overhead_s, inp.restart_remaining_s if running_on_it else inp.restart_overhead_s,
-        max(inp.seconds_left, 0.0), prior, float(os.environ.get('H0', 6))*3600,
-    )
-
-
-def leave_on_demand_pays(inp: PolicyInput, now: tuple[int, int], new: tuple[int, int], outlook: SpotOutlook,
-                         full_size: int) -> bool:
-    """Behind the forecast, leaving on-demand for spot pays when, over the expected uptime U,
-    (c(now) - c(new)) * U >= c(new) * d + c(0, N) * 2d: the saving covers the spot restart and redoing,
-    on on-demand, the work of the two restarts (entering spot, and back once it is preempted)."""
-    d = inp.restart_overhead_s
-    saving = (hourly_cost(inp, *now) - hourly_cost(inp, *new)) * outlook.period_left_s
-    return saving >= hourly_cost(inp, *new) * d + hourly_cost(inp, 0, full_size) * 2 * d
 
 
 def hourly_cost(inp: PolicyInput, spot: int, on_demand: int) -> float:
@@ -228,43 +194,34 @@ def _must_fall_back(inp: PolicyInput, params: ThroughputParams, full_size: int) 
 def _cheapest(inp: PolicyInput, params: ThroughputParams, full_size: int, spot_usable: int,
               broken: bool) -> Decision:
     """MinCost rules 1-6."""
-    import os
-    E = lambda k, v: float(os.environ.get(k, v))
     if inp.seconds_left is None:
         return _without_deadline(inp, params, full_size, spot_usable, broken)
     current = (inp.current_spot, inp.current_on_demand)
     spot_ok = spot_usable >= max(inp.min_workers, 1)
     d, g = inp.restart_overhead_s, inp.decision_interval_s
     slack = slack_seconds(inp, params, full_size)
-    line = pace_line_seconds(inp, params, full_size, E("PACE", 0.75))
+    line = pace_line_seconds(inp, params, full_size)
     fallback = (0, full_size)
     hours = f"slack {slack / 3600:.2f} h, pace line {line / 3600:.2f} h"
     if _must_fall_back(inp, params, full_size):
         if current == fallback:
             return Decision(*fallback, f"on-demand until the end: {hours}")
         return Decision(*fallback, f"safety net: {hours} leaves no room for another restart; all on-demand")
-    outlook = spot_outlook(inp, params, full_size, spot_usable, broken)
     room_for_spot = slack - d >= 2 * d + g
     behind = slack < line
-    on_demand_only = inp.current_spot == 0 and inp.current_on_demand > 0
 
     def spot_config(reason: str) -> Decision:
         top_up = full_size - spot_usable if behind and inp.on_demand_enabled else 0
         return Decision(spot_usable, top_up, f"{reason}: {spot_usable} spot{f' + {top_up} on-demand' if top_up else ''}"
                         f" ({hours})")
 
-    if E("UPT", 0):
-        stable = outlook.period_left_s >= E("UPT", 0) * d
-    else:
-        stable = inp.spot_availability_age_s >= g
-    may_restart = room_for_spot and stable and inp.restart_remaining_s <= 0
-    if on_demand_only and not broken:
+    may_restart = room_for_spot and inp.spot_availability_age_s >= g and inp.restart_remaining_s <= 0
+    if inp.current_spot == 0 and inp.current_on_demand > 0 and not broken:
         if spot_ok and may_restart:
             target = spot_config("spot is back and stable, slack allows a restart")
+            # behind the line, a full-speed mix of spot and on-demand still beats all on-demand
             if not behind or (target.on_demand > 0 and swap_pays(inp, current, (target.spot, target.on_demand))):
                 return target
-        if E("ODIDLE", 0) and not spot_ok and slack - line > E("ODIDLE", 0) * d:
-            return Decision(0, 0, f"ahead: leave on-demand and wait for spot ({hours})")
         return Decision(*current, f"stay on on-demand ({hours}, {spot_usable} spot obtainable)")
     if inp.current_spot > 0 and not broken:
         if spot_usable > inp.current_spot and may_restart:
@@ -278,25 +235,32 @@ def _cheapest(inp: PolicyInput, params: ThroughputParams, full_size: int, spot_u
         return spot_config("spot obtainable" if not broken else "preempted, re-forming on spot")
     if not inp.on_demand_enabled:
         return Decision(0, 0, f"waiting for spot: on-demand capacity is disabled ({hours})")
-    if not room_for_spot:
-        return Decision(*fallback, f"no usable spot, no room: on-demand ({hours})")
-    if behind:
-        if E("WAITR", 0) and outlook.period_left_s < E("WAITR", 0) * d and slack - outlook.period_left_s > line - E("WAITL", 1) * 3600:
-            return Decision(0, 0, f"behind but the outage is expected to end soon ({hours})")
+    if behind or not room_for_spot:
         return Decision(*fallback, f"behind the pace line, no usable spot: on-demand ({hours})")
-    if E("EARLY", 0) and outlook.period_left_s > slack - line + E("EARLY", 0) * d:
-        return Decision(*fallback, f"outage expected to outlast the slack above the line: on-demand ({hours})")
+    outage_left = expected_outage_left_s(inp)
+    if outage_left > slack - line + OUTAGE_MARGIN_RESTARTS * d:
+        return Decision(*fallback, f"the outage is expected to last {outage_left / 3600:.2f} h more, past the"
+                        f" pace line: on-demand now ({hours})")
     return Decision(0, 0, f"wait for spot: ahead of the pace line ({hours})")
 
 
-def pace_line_seconds(inp: PolicyInput, params: ThroughputParams, full_size: int, pace: float) -> float:
+def expected_outage_left_s(inp: PolicyInput) -> float:
+    """R(a) of the outage in progress (`availability.expected_remaining_s` over the completed outages)."""
+    seen = outages(inp.spot_history, inp.spot_available if inp.spot_enabled else 0, inp.spot_availability_age_s,
+                   max(inp.min_workers, 1))
+    if seen.current_age_s is None:
+        return 0.0
+    return expected_remaining_s(seen.completed, seen.current_age_s)
+
+
+def pace_line_seconds(inp: PolicyInput, params: ThroughputParams, full_size: int) -> float:
     """L = pace * (1 - F0 / T0) * T, F0 = (samples done + left) / X(N), T0 = elapsed + T."""
     assert inp.seconds_left is not None
     window = inp.seconds_elapsed + inp.seconds_left
     if window <= 0:
         return 0.0
     whole_job = (inp.samples_done + inp.samples_left) / predict_throughput(params, full_size)
-    return pace * max(1.0 - whole_job / window, 0.0) * max(inp.seconds_left, 0.0)
+    return inp.pace * max(1.0 - whole_job / window, 0.0) * max(inp.seconds_left, 0.0)
 
 
 def _without_deadline(inp: PolicyInput, params: ThroughputParams, full_size: int, spot_usable: int,
