@@ -61,7 +61,7 @@ def rdzv() -> PodView:
 def observed(pods: list[PodView], now: datetime = T0, **kw: Any) -> Observed:
     return Observed(now=now, created=T0, pods=pods, nodes=kw.pop("nodes", []),
                     measurement=kw.pop("measurement", Measurement()), prices=PRICES,
-                    rendezvous_host="127.1.0.9", **kw)
+                    rendezvous_host=kw.pop("rendezvous_host", "127.1.0.9"), **kw)
 
 
 def step(job: FineTuneJob, obs: Observed, size: Size = DEFAULT_SIZE) -> Plan:
@@ -84,7 +84,7 @@ def running_job(size: Size = DEFAULT_SIZE) -> tuple[FineTuneJob, list[PodView]]:
 
 def test_first_look_starts_generation_one_and_creates_the_rendezvous() -> None:
     job = make_job()
-    plan = step(job, observed([]))
+    plan = step(job, observed([], rendezvous_host=None))
     kinds = sorted(m["kind"] for m in plan.create)
     assert kinds == ["PersistentVolumeClaim", "Pod", "Service"]
     assert plan.status.generation == 1 and plan.status.phase == Phase.PENDING
@@ -140,6 +140,16 @@ def test_preempted_worker_does_not_consume_max_restarts() -> None:
     assert plan.status.phase == Phase.RECOVERING and plan.status.generation == 2
     assert any(e.reason == "Preempted" and "spot-a" in e.message for e in plan.events)
     assert sorted(plan.delete) == sorted(p.name for p in pods)
+
+
+def test_losing_the_rendezvous_restarts_the_world_without_counting_a_failure() -> None:
+    job, pods = running_job(Size(2, 1))
+    lost = worker(0, 0, ON_DEMAND, name="ft-rdzv", role="rendezvous", disrupted=True, node_name="od-1")
+    crashed = [worker(1, p.index, p.capacity_type, phase="Failed", exit_code=1) for p in pods]
+    plan = step(job, observed([lost, *crashed], now=T0 + timedelta(seconds=40)), Size(2, 1))
+    assert plan.status.restarts == 0 and plan.status.generation == 2
+    assert "ft-rdzv" in plan.delete
+    assert any(e.reason == "RendezvousLost" and "od-1" in e.message for e in plan.events)
 
 
 def test_spot_pod_vanishing_counts_as_preemption() -> None:

@@ -18,6 +18,7 @@ from prometheus_client import Counter, Histogram
 
 from elasticft.api.models import GROUP, PLURAL, VERSION, FineTuneJob, FineTuneJobStatus
 from elasticft.api.validation import validate_document
+from elasticft.controller.builders import JobRef, checkpoint_claim
 from elasticft.controller.kube import Conflict, Kube, Manifest
 from elasticft.controller.names import ROLE_WORKER, job_selector, rendezvous_name
 from elasticft.controller.observe import node_view, pod_view
@@ -101,6 +102,11 @@ def _measure(job: FineTuneJob, status: FineTuneJobStatus, pods: list[Manifest], 
     return Measurement()
 
 
+def _claim_exists(job: FineTuneJob) -> bool:
+    claim = checkpoint_claim(JobRef(job.metadata.name, job.metadata.namespace or "default", ""), job.spec)
+    return claim is None or kube().claim_exists(claim["metadata"]["namespace"], claim["metadata"]["name"])
+
+
 def _mark_invalid(raw: Manifest, messages: list[str], now: datetime) -> None:
     status = _status_of(raw)
     message = "; ".join(messages)
@@ -141,6 +147,7 @@ def reconcile_job(namespace: str, name: str) -> None:
         measurement=_measure(job, job.status, pods, uid),
         prices=_prices(job),
         rendezvous_host=kube().service_cluster_ip(namespace, rendezvous_name(name)),
+        has_claim=_claim_exists(job),
     )
     plan = plan_reconcile(job, observed, decide_size)
     try:

@@ -73,6 +73,15 @@ class Kube:
         ip = service.get("spec", {}).get("clusterIP")
         return ip if ip and ip != "None" else None
 
+    def claim_exists(self, namespace: str, name: str) -> bool:
+        try:
+            self.core.read_namespaced_persistent_volume_claim(name, namespace, _preload_content=False)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     def config_map_data(self, namespace: str, name: str) -> dict[str, str] | None:
         try:
             cm = _json(self.core.read_namespaced_config_map(name, namespace, _preload_content=False))

@@ -90,6 +90,7 @@ class Observed:
     measurement: Measurement
     prices: Prices
     rendezvous_host: str | None = None  # the rendezvous Service's clusterIP, once it exists
+    has_claim: bool = False  # the checkpoint claim the operator creates exists
 
 
 @dataclass(frozen=True)
@@ -247,15 +248,16 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
 
     # Children that live for the whole job: checkpoint claim, rendezvous pod and Service.
     claim = checkpoint_claim(ref, spec)
-    if claim is not None:
+    if claim is not None and not observed.has_claim:
         plan.create.append(claim)
-    plan.create.append(rendezvous_service(ref))
+    if observed.rendezvous_host is None:
+        plan.create.append(rendezvous_service(ref))
     rdzv = next((p for p in others if p.name == rendezvous_name(ref.name)), None)
-    if rdzv is None or rdzv.terminated:
-        if rdzv is not None:
-            plan.delete.append(rdzv.name)
-        else:
-            plan.create.append(rendezvous_pod(ref, spec))
+    rendezvous_lost = rdzv is None or rdzv.terminated or rdzv.disrupted
+    if rdzv is None:
+        plan.create.append(rendezvous_pod(ref, spec))
+    elif rendezvous_lost and not rdzv.deleting:
+        plan.delete.append(rdzv.name)  # it is recreated, on healthy capacity, once it is gone
 
     generation = status.generation
     current = [p for p in workers if p.generation == generation]
@@ -293,8 +295,15 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
     preempted = [p for p in current if p.disrupted] + [None] * len(lost_spot)
     failed = [p for p in current if p.failed]
     stopped = [p for p in current if p.terminated and not p.failed and not p.disrupted]
+    interrupted = launched and bool(current) and rendezvous_lost
+    if interrupted:
+        # Workers that lose their store fail; that is the rendezvous' loss, not theirs.
+        failed, lost_on_demand = [], []
+        where = f" on {rdzv.node_name}" if rdzv is not None and rdzv.node_name else ""
+        plan.event("RendezvousLost", f"rendezvous pod{where} lost; restarting the world from the emergency "
+                   "checkpoint with a new store", warning=True)
 
-    if preempted or failed or lost_on_demand or stopped:
+    if preempted or failed or lost_on_demand or stopped or interrupted:
         if failed or lost_on_demand:
             status.restarts += 1
             names = ", ".join([p.name for p in failed] + [worker_name(ref.name, generation, i) for i in lost_on_demand])

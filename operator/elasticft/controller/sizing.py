@@ -7,8 +7,9 @@ place that translates, so the simulator and the operator run the very same decis
 from __future__ import annotations
 
 from elasticft.api.durations import parse_duration
+from elasticft.api.models import Mode
 from elasticft.controller.reconcile import Size, SizeDecision, SizingRequest
-from elasticft.policy.decision import Mode, PolicyInput, decide
+from elasticft.policy.decision import PolicyInput, decide
 from elasticft.policy.throughput import PRIOR, ThroughputParams
 
 # Before any restart has been measured, assume one costs this much (save + reschedule + load).

@@ -1,6 +1,7 @@
 """The policy layer: pure functions that size a job (DESIGN §5). No I/O, no Kubernetes."""
 
-from elasticft.policy.decision import Decision, Mode, PolicyInput, decide
+from elasticft.api.models import Mode
+from elasticft.policy.decision import Decision, PolicyInput, decide
 from elasticft.policy.throughput import ThroughputParams, fit_throughput, predict_throughput
 
 __all__ = [

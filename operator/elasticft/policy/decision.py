@@ -20,7 +20,9 @@ arithmetic; N workers: the same on counts, with the elastic edge of using any k 
 3. taking risks: spot whenever at least `min_workers` spot workers are obtainable and S - d >= 2d + g
    (so that one preemption and a move to on-demand still fit);
 4. uniform progress: with no usable spot, idle while S >= L, on-demand otherwise; behind the line, spot
-   workers are topped up to N with on-demand;
+   workers are topped up to N with on-demand. Ahead of the line, an outage whose expected rest R(a)
+   (from the outages seen so far, `policy.availability`) exceeds S - L + 3d is filled with on-demand
+   at once: waiting it out would cross the line anyway, after spending slack a later spot run could use;
 5. leave on-demand for spot only if S - d >= 2d + g, the spot capacity has lasted one decision interval
    (short-lived spot is the commonest kind and costs two restarts) and either S >= L or, behind the
    line, a full-speed mix of spot and on-demand saves enough (rule 6);
@@ -48,10 +50,13 @@ from elasticft.policy.throughput import (
     predict_throughput,
 )
 
+# `Mode` stays importable from here for existing callers (controller/sizing.py); its home is the API.
+__all__ = ["Decision", "Mode", "PolicyInput", "decide"]
 
 #: Ahead of the pace line, an outage expected to outlast the slack above the line by this many restarts d
 #: is filled with on-demand at once rather than after it has spent that slack.
 OUTAGE_MARGIN_RESTARTS = 3.0
+
 
 @dataclass(frozen=True)
 class PolicyInput:
