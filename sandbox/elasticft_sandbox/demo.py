@@ -133,7 +133,8 @@ def run_demo(job_file: Path, state_dir: Path, out: TextIO = sys.stdout, timeout_
             status = (job or {}).get("status") or {}
             elapsed = time.monotonic() - started
             line = status_line(job, elapsed)
-            if line[9:] != last_line[9:]:
+            # Print on every change of phase, size or step, but not for the cost ticking alone.
+            if line.split("$")[0][9:] != last_line.split("$")[0][9:]:
                 print(line, file=out, flush=True)
                 last_line = line
             if phase(job) in ("Succeeded", "Failed"):

@@ -90,8 +90,9 @@ def _measure(job: FineTuneJob, status: FineTuneJobStatus, pods: list[Manifest], 
                            samples_per_second=reading.samples_per_second, checkpoint_step=reading.checkpoint_step)
     views = sorted((pod_view(p) for p in pods), key=lambda v: v.index)
     for view in views:
-        if view.role == ROLE_WORKER and view.generation == status.generation and view.pod_ip \
-                and view.phase == "Running":
+        # Only a ready worker (its /healthz says training started) reports a step worth timing: before
+        # its checkpoint is loaded the step gauge still reads 0.
+        if view.role == ROLE_WORKER and view.generation == status.generation and view.pod_ip and view.ready:
             metrics = scrape_worker(view.pod_ip, spec.metrics.port)
             if metrics is None or metrics.step is None:
                 continue

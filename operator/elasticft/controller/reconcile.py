@@ -167,6 +167,8 @@ def _start_generation(plan: Plan, job: FineTuneJob, size: Size, reason: str, now
     status.workers.spot = size.spot
     status.workers.on_demand = size.on_demand
     status.workers.ready = 0
+    status.workers.summary = workers_summary(0, size.total, size.spot, size.on_demand)
+    status.throughput.current = 0.0
     status.last_rescale_time = now
     status.last_decision = reason
     status.phase = phase

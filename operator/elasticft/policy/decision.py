@@ -56,6 +56,8 @@ __all__ = ["Decision", "Mode", "PolicyInput", "decide"]
 #: Ahead of the pace line, an outage expected to outlast the slack above the line by this many restarts d
 #: is filled with on-demand at once rather than after it has spent that slack.
 OUTAGE_MARGIN_RESTARTS = 3.0
+#: C/R of *Can't Be Late*'s jobs: MinCost sizes its on-demand fallback to keep this share of the time left.
+JOB_FRACTION = 0.8
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,8 @@ def decide(inp: PolicyInput) -> Decision:
     params = fit_throughput(inp.throughput_points, inp.throughput_prior)
     full_size = useful_max_workers(params, inp)
     spot_usable = min(inp.spot_available, full_size) if inp.spot_enabled else 0
+    if inp.mode != Mode.MIN_TIME:
+        full_size = on_demand_size(inp, params, full_size)
     current = (inp.current_spot, inp.current_on_demand)
     running = sum(current) > 0
     broken = inp.preempted or inp.current_spot > spot_usable
@@ -186,11 +190,25 @@ def decide(inp: PolicyInput) -> Decision:
     return _within_budget(inp, params, decision)
 
 
+def on_demand_size(inp: PolicyInput, params: ThroughputParams, largest: int) -> int:
+    """MinCost's on-demand size N_od = min{n in [m, N] : W / X(n) <= JOB_FRACTION * T}, else N.
+
+    On-demand work costs n * k / X(n) per sample, which grows with n on a sublinear curve, so the
+    cheapest on-demand size is the smallest that leaves the deadline the slack of a Can't Be Late job
+    (C/R = JOB_FRACTION). Spot, far cheaper at any size, may still use up to N workers."""
+    if inp.seconds_left is None:
+        return largest
+    for n in range(max(inp.min_workers, 1), largest):
+        if inp.samples_left / predict_throughput(params, n) <= JOB_FRACTION * inp.seconds_left:
+            return n
+    return largest
+
+
 def _must_fall_back(inp: PolicyInput, params: ThroughputParams, full_size: int) -> bool:
     """Safety net (rule 1): below full speed with S - d < 2d + g."""
     if not inp.on_demand_enabled:
         return False
-    if inp.current_spot + inp.current_on_demand == full_size and not inp.preempted:
+    if inp.current_spot + inp.current_on_demand >= full_size and not inp.preempted:
         return False  # full speed spends no slack; entering it left room for one more restart
     d, g = inp.restart_overhead_s, inp.decision_interval_s
     return slack_seconds(inp, params, full_size) - d < 2 * d + g
@@ -209,14 +227,14 @@ def _cheapest(inp: PolicyInput, params: ThroughputParams, full_size: int, spot_u
     fallback = (0, full_size)
     hours = f"slack {slack / 3600:.2f} h, pace line {line / 3600:.2f} h"
     if _must_fall_back(inp, params, full_size):
-        if current == fallback:
-            return Decision(*fallback, f"on-demand until the end: {hours}")
+        if inp.current_spot == 0 and inp.current_on_demand >= full_size:
+            return Decision(*current, f"on-demand until the end: {hours}")
         return Decision(*fallback, f"safety net: {hours} leaves no room for another restart; all on-demand")
     room_for_spot = slack - d >= 2 * d + g
     behind = slack < line
 
     def spot_config(reason: str) -> Decision:
-        top_up = full_size - spot_usable if behind and inp.on_demand_enabled else 0
+        top_up = max(full_size - spot_usable, 0) if behind and inp.on_demand_enabled else 0
         return Decision(spot_usable, top_up, f"{reason}: {spot_usable} spot{f' + {top_up} on-demand' if top_up else ''}"
                         f" ({hours})")
 
