@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainer_harness import Cluster, RendezvousStore
+from trainer_harness import RendezvousStore
+
+from elasticft_trainer.localrun import LocalJob as Cluster
 
 from elasticft_trainer.checkpoint import MANIFEST, resume_order
 

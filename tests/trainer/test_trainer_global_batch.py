@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from trainer_harness import Cluster, RendezvousStore
+from trainer_harness import RendezvousStore
+
+from elasticft_trainer.localrun import LocalJob as Cluster
 
 
 def test_loss_trajectory_is_the_same_at_world_size_one_and_three(

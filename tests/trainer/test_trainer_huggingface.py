@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch.distributed.checkpoint as dcp
-from trainer_harness import Cluster, RendezvousStore
+from trainer_harness import RendezvousStore
+
+from elasticft_trainer.localrun import LocalJob as Cluster
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("peft")

@@ -80,8 +80,10 @@ class PodView:
 
     @property
     def failed(self) -> bool:
-        """Ended with an error of its own (not a notice): a non-zero exit that no reclaim explains."""
-        return self.terminated and not self.disrupted and (self.exit_code or 0) != 0
+        """Ended with an error of its own: a non-zero exit that neither a reclaim nor the trainer's own
+        summary (stopped with its peers after a SIGTERM, checkpoint written) explains."""
+        stopped_cleanly = self.summary is not None and self.summary.reason in ("sigterm", "peer-stopped")
+        return self.terminated and not self.disrupted and not stopped_cleanly and (self.exit_code or 0) != 0
 
     @property
     def on_spot(self) -> bool:

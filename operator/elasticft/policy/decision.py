@@ -170,8 +170,6 @@ def decide(inp: PolicyInput) -> Decision:
     params = fit_throughput(inp.throughput_points, inp.throughput_prior)
     full_size = useful_max_workers(params, inp)
     spot_usable = min(inp.spot_available, full_size) if inp.spot_enabled else 0
-    if inp.mode != Mode.MIN_TIME:
-        full_size = on_demand_size(inp, params, full_size)
     current = (inp.current_spot, inp.current_on_demand)
     running = sum(current) > 0
     broken = inp.preempted or inp.current_spot > spot_usable
@@ -214,11 +212,12 @@ def _must_fall_back(inp: PolicyInput, params: ThroughputParams, full_size: int) 
     return slack_seconds(inp, params, full_size) - d < 2 * d + g
 
 
-def _cheapest(inp: PolicyInput, params: ThroughputParams, full_size: int, spot_usable: int,
+def _cheapest(inp: PolicyInput, params: ThroughputParams, largest: int, spot_usable: int,
               broken: bool) -> Decision:
-    """MinCost rules 1-6."""
+    """MinCost rules 1-6; the safety net falls back to N = `largest`, other on-demand use is N_od."""
     if inp.seconds_left is None:
-        return _without_deadline(inp, params, full_size, spot_usable, broken)
+        return _without_deadline(inp, params, largest, spot_usable, broken)
+    full_size = on_demand_size(inp, params, largest)
     current = (inp.current_spot, inp.current_on_demand)
     spot_ok = spot_usable >= max(inp.min_workers, 1)
     d, g = inp.restart_overhead_s, inp.decision_interval_s
@@ -226,10 +225,10 @@ def _cheapest(inp: PolicyInput, params: ThroughputParams, full_size: int, spot_u
     line = pace_line_seconds(inp, params, full_size)
     fallback = (0, full_size)
     hours = f"slack {slack / 3600:.2f} h, pace line {line / 3600:.2f} h"
-    if _must_fall_back(inp, params, full_size):
-        if inp.current_spot == 0 and inp.current_on_demand >= full_size:
+    if _must_fall_back(inp, params, largest):
+        if inp.current_spot == 0 and inp.current_on_demand >= largest:
             return Decision(*current, f"on-demand until the end: {hours}")
-        return Decision(*fallback, f"safety net: {hours} leaves no room for another restart; all on-demand")
+        return Decision(0, largest, f"safety net: {hours} leaves no room for another restart; all on-demand")
     room_for_spot = slack - d >= 2 * d + g
     behind = slack < line
 
