@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainer_harness import RendezvousStore
-
-from elasticft_trainer.localrun import LocalJob as Cluster
-
 from elasticft_trainer.checkpoint import MANIFEST, resume_order
+from elasticft_trainer.localrun import LocalJob, RendezvousStore
 
 
 def first_logged_step(sample_log: Path) -> int:
@@ -16,7 +13,7 @@ def first_logged_step(sample_log: Path) -> int:
 
 
 def test_truncated_latest_checkpoint_is_skipped_and_the_previous_one_loaded(
-    cluster: Cluster, rendezvous_store: RendezvousStore, small_corpus: Path, tmp_path: Path
+    cluster: LocalJob, rendezvous_store: RendezvousStore, small_corpus: Path, tmp_path: Path
 ) -> None:
     checkpoints = tmp_path / "checkpoints"
     cluster.base_env.update(

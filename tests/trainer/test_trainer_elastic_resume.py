@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from trainer_harness import EPOCH_SAMPLES, Cluster, RendezvousStore, wait_until
+from trainer_harness import EPOCH_SAMPLES
+
+from elasticft_trainer.localrun import LocalJob, RendezvousStore, wait_until
 
 TOTAL_STEPS = 24  # two epochs of 96 samples at global batch 8
 
@@ -22,7 +24,7 @@ def last_step(path: Path) -> int:
 
 
 def test_preempted_job_resumes_at_new_world_sizes_and_consumes_every_sample_once(
-    cluster: Cluster, rendezvous_store: RendezvousStore, small_corpus: Path, tmp_path: Path
+    cluster: LocalJob, rendezvous_store: RendezvousStore, small_corpus: Path, tmp_path: Path
 ) -> None:
     sample_log = tmp_path / "samples.log"
     checkpoints = tmp_path / "checkpoints"

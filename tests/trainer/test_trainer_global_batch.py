@@ -5,13 +5,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from trainer_harness import RendezvousStore
-
-from elasticft_trainer.localrun import LocalJob as Cluster
+from elasticft_trainer.localrun import LocalJob, RendezvousStore
 
 
 def test_loss_trajectory_is_the_same_at_world_size_one_and_three(
-    cluster: Cluster, rendezvous_store: RendezvousStore, small_corpus: Path, tmp_path: Path
+    cluster: LocalJob, rendezvous_store: RendezvousStore, small_corpus: Path, tmp_path: Path
 ) -> None:
     # Global batch 8 at world 3 splits 3/3/2 with micro-batches of 2 (accumulation on every rank);
     # at world 1 it is four micro-batches of 2 on one rank.

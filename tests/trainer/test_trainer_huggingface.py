@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch.distributed.checkpoint as dcp
-from trainer_harness import RendezvousStore
 
-from elasticft_trainer.localrun import LocalJob as Cluster
+from elasticft_trainer.localrun import LocalJob, RendezvousStore
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("peft")
@@ -29,7 +28,7 @@ def save_tiny_model(kind: str, directory: Path) -> None:
 
 @pytest.mark.parametrize("kind", ["llama", "gpt2"])
 def test_lora_fine_tune_of_local_hf_model_checkpoints_only_adapters_and_resumes(
-    kind: str, cluster: Cluster, rendezvous_store: RendezvousStore, small_corpus: Path, tmp_path: Path
+    kind: str, cluster: LocalJob, rendezvous_store: RendezvousStore, small_corpus: Path, tmp_path: Path
 ) -> None:
     model_dir = tmp_path / "model"
     save_tiny_model(kind, model_dir)

@@ -7,7 +7,8 @@ import urllib.request
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
-from trainer_harness import Cluster, RendezvousStore, free_loopback_address, wait_until
+
+from elasticft_trainer.localrun import LocalJob, RendezvousStore, free_loopback_address, wait_until
 
 
 def scrape(url: str) -> dict[str, float]:
@@ -33,7 +34,7 @@ def healthz_status(url: str) -> int:
 
 
 def test_metrics_endpoint_exposes_training_counters_that_increase(
-    cluster: Cluster, rendezvous_store: RendezvousStore, small_corpus: Path
+    cluster: LocalJob, rendezvous_store: RendezvousStore, small_corpus: Path
 ) -> None:
     host, port = free_loopback_address()
     agent = cluster.start_agent(

@@ -7,7 +7,8 @@ import subprocess
 from datetime import timedelta
 
 import torch.distributed as dist
-from trainer_harness import RendezvousStore
+
+from elasticft_trainer.localrun import RendezvousStore
 
 
 def test_store_serves_clients_and_exits_cleanly_on_sigterm(rendezvous_store: RendezvousStore) -> None:

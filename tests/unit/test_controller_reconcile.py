@@ -267,3 +267,13 @@ def test_unschedulable_spot_pods_show_spot_is_not_available() -> None:
     plan = plan_reconcile(job, observed([rdzv(), *stuck], now=T0 + timedelta(minutes=1), nodes=nodes), decide)
     assert seen == [1]
     assert plan.status.generation == 2
+
+
+def test_a_single_worker_job_runs_standalone_without_a_rendezvous() -> None:
+    job = make_job(elastic={"minWorkers": 1, "maxWorkers": 1})
+    plan = step(job, observed([], rendezvous_host=None), Size(1, 0))
+    assert [m["kind"] for m in plan.create] == ["PersistentVolumeClaim"]
+    plan = step(job, observed([], rendezvous_host=None), Size(1, 0))
+    (pod,) = [m for m in plan.create if m["kind"] == "Pod"]
+    args = pod["spec"]["containers"][0]["args"]
+    assert "--standalone" in args and not any(a.startswith("--rdzv") for a in args)

@@ -100,7 +100,7 @@ def trainer_env(job: JobRef, spec: FineTuneJobSpec, placement: WorkerPlacement, 
     values: dict[str, str | int | float | None] = {
         "ELASTICFT_JOB_NAME": job.name,
         "ELASTICFT_GENERATION": placement.generation,
-        "ELASTICFT_RDZV_ENDPOINT": rdzv_endpoint,
+        "ELASTICFT_RDZV_ENDPOINT": rdzv_endpoint or None,
         "ELASTICFT_WORLD_SIZE": placement.world_size,
         "ELASTICFT_MODEL": spec.model,
         "ELASTICFT_DATASET": spec.dataset,
@@ -129,12 +129,21 @@ def trainer_env(job: JobRef, spec: FineTuneJobSpec, placement: WorkerPlacement, 
     return env
 
 
+def needs_rendezvous(spec: FineTuneJobSpec) -> bool:
+    """Only a job that may run several workers needs the rendezvous pod and Service."""
+    return spec.elastic.max_workers > 1
+
+
 def torchrun_args(job: JobRef, spec: FineTuneJobSpec, placement: WorkerPlacement) -> list[str]:
     """A fixed-size world per generation: membership changes are new generations, never in place.
 
     The c10d store lives in the rendezvous pod, so `is_host=false`: no worker (spot or not) hosts it.
+    A job that never runs more than one worker needs no store: torchrun's standalone mode.
     """
     n = placement.world_size
+    if not needs_rendezvous(spec):
+        return ["--standalone", "--nnodes=1", f"--nproc-per-node={spec.nproc_per_worker}", "--max-restarts=0",
+                "-m", "elasticft_trainer"]
     return [
         f"--nnodes={n}:{n}",
         f"--nproc-per-node={spec.nproc_per_worker}",

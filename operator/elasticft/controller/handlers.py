@@ -18,7 +18,7 @@ from prometheus_client import Counter, Histogram
 
 from elasticft.api.models import GROUP, PLURAL, VERSION, FineTuneJob, FineTuneJobStatus
 from elasticft.api.validation import validate_document
-from elasticft.controller.builders import JobRef, checkpoint_claim
+from elasticft.controller.builders import JobRef, checkpoint_claim, needs_rendezvous
 from elasticft.controller.kube import Conflict, Kube, Manifest
 from elasticft.controller.names import ROLE_WORKER, job_selector, rendezvous_name
 from elasticft.controller.observe import node_view, pod_view
@@ -147,7 +147,8 @@ def reconcile_job(namespace: str, name: str) -> None:
         nodes=nodes,
         measurement=_measure(job, job.status, pods, uid),
         prices=_prices(job),
-        rendezvous_host=kube().service_cluster_ip(namespace, rendezvous_name(name)),
+        rendezvous_host=kube().service_cluster_ip(namespace, rendezvous_name(name)) if needs_rendezvous(job.spec)
+        else None,
         has_claim=_claim_exists(job),
     )
     plan = plan_reconcile(job, observed, decide_size)

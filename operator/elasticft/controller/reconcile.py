@@ -24,6 +24,7 @@ from elasticft.controller.builders import (
     WorkerPlacement,
     checkpoint_claim,
     checkpoint_dir,
+    needs_rendezvous,
     rendezvous_pod,
     rendezvous_service,
     worker_pod,
@@ -252,13 +253,14 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
     claim = checkpoint_claim(ref, spec)
     if claim is not None and not observed.has_claim:
         plan.create.append(claim)
-    if observed.rendezvous_host is None:
-        plan.create.append(rendezvous_service(ref))
     rdzv = next((p for p in others if p.name == rendezvous_name(ref.name)), None)
-    rendezvous_lost = rdzv is None or rdzv.terminated or rdzv.disrupted
-    if rdzv is None:
+    with_rendezvous = needs_rendezvous(spec)
+    rendezvous_lost = with_rendezvous and (rdzv is None or rdzv.terminated or rdzv.disrupted)
+    if with_rendezvous and observed.rendezvous_host is None:
+        plan.create.append(rendezvous_service(ref))
+    if with_rendezvous and rdzv is None:
         plan.create.append(rendezvous_pod(ref, spec))
-    elif rendezvous_lost and not rdzv.deleting:
+    elif rdzv is not None and rendezvous_lost and not rdzv.deleting:
         plan.delete.append(rdzv.name)  # it is recreated, on healthy capacity, once it is gone
 
     generation = status.generation
@@ -340,9 +342,9 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
     if status.last_rescale_time and now < status.last_rescale_time:
         return plan
     if not launched:
-        if observed.rendezvous_host is None:
+        if with_rendezvous and observed.rendezvous_host is None:
             return plan  # the Service was just created; its clusterIP is known on the next look
-        endpoint = f"{observed.rendezvous_host}:{RENDEZVOUS_PORT}"
+        endpoint = f"{observed.rendezvous_host}:{RENDEZVOUS_PORT}" if with_rendezvous else ""
         plan.create += [worker_pod(ref, spec, placement, endpoint)
                         for placement in _placements(generation, _current_size(status))
                         if worker_name(ref.name, generation, placement.index) not in present]

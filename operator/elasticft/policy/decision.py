@@ -267,7 +267,10 @@ def _cheapest(inp: PolicyInput, params: ThroughputParams, largest: int, spot_usa
 
 
 def expected_outage_left_s(inp: PolicyInput) -> float:
-    """R(a) of the outage in progress (`availability.expected_remaining_s` over the completed outages)."""
+    """R(a) of the outage in progress (`availability.expected_remaining_s` over the completed outages);
+    0 when no outage is in progress or its age is unknown (`spot_availability_age_s` not measured)."""
+    if not math.isfinite(inp.spot_availability_age_s):
+        return 0.0
     seen = outages(inp.spot_history, inp.spot_available if inp.spot_enabled else 0, inp.spot_availability_age_s,
                    max(inp.min_workers, 1))
     if seen.current_age_s is None:
