@@ -37,8 +37,9 @@ class OperatorProcess:
     """`elasticft run` in a child process, logging to a file; restartable (to test restart safety)."""
 
     def __init__(self, kubeconfig: Path, log_path: Path, interval_s: float = 1.0,
-                 namespaces: list[str] | None = None) -> None:
+                 namespaces: list[str] | None = None, metrics_port: int = 0) -> None:
         self.kubeconfig = kubeconfig
+        self.metrics_port = metrics_port
         self.log_path = log_path
         self.interval_s = interval_s
         self.namespaces = namespaces or []
@@ -47,7 +48,7 @@ class OperatorProcess:
     def start(self) -> None:
         scope = [f"--namespace={ns}" for ns in self.namespaces] or ["--all-namespaces"]
         command = [sys.executable, "-m", "elasticft.cli", "run", *scope, "--interval", str(self.interval_s),
-                   "--metrics-port", "0"]
+                   "--metrics-port", str(self.metrics_port)]
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -75,11 +76,11 @@ class LocalCluster:
     """Sandbox + FineTuneJob CRD + operator; `stop()` ends every process it started."""
 
     def __init__(self, state_dir: Path, pools_file: Path | None = None, interval_s: float = 1.0,
-                 namespaces: list[str] | None = None) -> None:
+                 namespaces: list[str] | None = None, metrics_port: int = 0) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.sandbox = Sandbox(self.state_dir, pools_file, shutdown_grace_s=5.0)
         self.operator = OperatorProcess(self.state_dir / "kubeconfig", self.state_dir / "operator.log",
-                                        interval_s, namespaces)
+                                        interval_s, namespaces, metrics_port)
 
     def __enter__(self) -> LocalCluster:
         return self.start()

@@ -8,7 +8,8 @@ import random
 import pytest
 
 from elasticft.policy import Decision, Mode, PolicyInput, ThroughputParams, decide, fit_throughput
-from elasticft.policy.decision import projected_cost
+from elasticft.policy.availability import expected_remaining_s, outages
+from elasticft.policy.decision import on_demand_size, projected_cost
 from elasticft.policy.throughput import predict_throughput
 
 HOUR = 3600.0
@@ -154,3 +155,46 @@ def test_workers_beyond_the_scaling_efficiency_floor_are_not_requested() -> None
     decision = decide(job(throughput_points=steep, min_scaling_efficiency=0.5, mode=Mode.MIN_TIME,
                           spot_available=4))
     assert decision.workers < 4
+
+
+def test_policy_mode_is_the_api_mode() -> None:
+    from elasticft.api.models import Mode as ApiMode
+
+    assert Mode is ApiMode
+
+
+def test_expected_rest_of_an_outage_grows_with_its_age() -> None:
+    completed = [600.0, 1200.0, 7200.0, 36000.0]
+    # R(0) = (0 + 600 + 1200 + 7200 + 36000) / 5; R(3600) = (3600 + 3600 + 32400) / 3
+    assert expected_remaining_s(completed, 0.0) == pytest.approx(45000.0 / 5)
+    assert expected_remaining_s(completed, 3600.0) == pytest.approx(39600.0 / 3)
+    assert expected_remaining_s(completed, 50000.0) == pytest.approx(50000.0)
+
+
+def test_outages_are_the_periods_below_min_workers() -> None:
+    history = ((0, 100.0), (3, 50.0), (1, 20.0), (0, 30.0), (2, 40.0))
+    seen = outages(history, 0, 70.0, min_workers=2)
+    assert seen.completed == (100.0, 50.0) and seen.current_age_s == 70.0
+    assert outages(history, 2, 10.0, min_workers=2).current_age_s is None
+
+
+def test_an_outage_expected_to_outlast_the_slack_above_the_line_is_filled_with_on_demand() -> None:
+    # ahead of the line (4 h of slack against 2.6 h); past outages all lasted 10 h
+    long_outages = ((0, 10 * HOUR), (1, HOUR)) * 3
+    waiting = job(spot_history=long_outages, spot_availability_age_s=600.0)
+    assert (decide(waiting).spot, decide(waiting).on_demand) == (0, 4)
+    short_outages = ((0, 600.0), (1, HOUR)) * 3
+    assert decide(job(spot_history=short_outages, spot_availability_age_s=300.0)).workers == 0
+
+
+def test_on_demand_runs_the_smallest_size_that_keeps_the_slack_of_a_cant_be_late_job() -> None:
+    curve = usl_points(ThroughputParams(lam=10.0, sigma=0.05), range(1, 9))
+    x = {n: predict_throughput(ThroughputParams(lam=10.0, sigma=0.05), n) for n in range(1, 9)}
+    # 10 h of work at 4 workers, 14 h left: 4 workers need 10 h <= 0.8 * 14 h, 3 workers do not
+    inp = job(max_workers=8, throughput_points=curve, samples_left=x[4] * 10 * HOUR, samples_done=0.0,
+              seconds_elapsed=0.0, seconds_left=14 * HOUR, spot_available=0, pace=10.0)
+    assert on_demand_size(inp, fit_throughput(curve), 8) == 4
+    decision = decide(inp)  # far behind a steep pace line, no spot: on-demand at that size
+    assert (decision.spot, decision.on_demand) == (0, 4)
+    # the spot in view may be used beyond that size: spot is cheaper than on-demand at any size
+    assert decide(dataclasses.replace(inp, pace=0.0, spot_available=8)).spot == 8

@@ -11,7 +11,7 @@ import pytest
 
 from elasticft.sim import baselines, omniscient
 from elasticft.sim.policies import elasticft
-from elasticft.sim.replay import IDLE, SimJob, follow_schedule, replay, start_ticks
+from elasticft.sim.replay import IDLE, SimJob, SimObservation, follow_schedule, replay, start_ticks
 from elasticft.sim.trace import SPOT_TRACES_DIR, SpotTrace, load_trace, load_trace_dir
 
 
@@ -129,3 +129,17 @@ def test_idle_schedule_never_finishes() -> None:
     job = SimJob(work_hours=1.0, deadline_hours=2.0, restart_overhead_hours=0.1)
     result = replay(job, trace_of([1] * 10), 0, follow_schedule([IDLE]))
     assert not result.finished and not result.deadline_met
+
+
+def test_policy_sees_the_availability_history_of_the_run_so_far_and_nothing_later() -> None:
+    job = SimJob(work_hours=10.0, deadline_hours=6.0, restart_overhead_hours=0.1)
+    seen = []
+
+    def watch(observation: SimObservation) -> tuple[int, int]:
+        seen.append((observation.availability_history, observation.hours_since_availability_change))
+        return IDLE
+
+    replay(job, trace_of([9, 1, 1, 0, 2, 2, 2, 0]), 1, watch)
+    assert seen[0] == ((), 0.0)
+    assert seen[2] == (((1, 2.0),), 0.0)
+    assert seen[4] == (((1, 2.0), (0, 1.0)), 1.0)

@@ -1,0 +1,40 @@
+"""The newcomer's demo as a benchmark: `elasticft sandbox run examples/finetunejob.yaml`, measured.
+
+    python bench/e2e.py --json bench/results/e2e.json
+
+Writes wall_s, steps_total, steps_lost, preemptions, rescales, sigterm_to_resumed_s (median over
+preemptions: reclaim notice -> the next generation training), cost, final_loss, initial_loss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from elasticft_sandbox.demo import run_demo
+
+REPO = Path(__file__).resolve().parents[1]
+KEYS = ["wall_s", "steps_total", "steps_lost", "preemptions", "rescales", "sigterm_to_resumed_s", "cost",
+        "final_loss", "initial_loss"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--job", type=Path, default=REPO / "examples" / "finetunejob.yaml")
+    parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "e2e.json")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="elasticft-e2e-") as state, open(Path(state) / "demo.log", "w") as log:
+        report = run_demo(args.job, Path(state) / "sandbox", out=log).as_json()
+    print("| measure | value |\n|---|---|")
+    for key in KEYS:
+        print(f"| {key} | {report[key]} |")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({key: report[key] for key in KEYS} | {"phase": report["phase"]}, indent=2) + "\n")
+    return 0 if report["phase"] == "Succeeded" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
