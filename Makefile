@@ -12,7 +12,7 @@ test: install lint  ## everything CI runs: lint, type check, all test layers
 
 lint:
 	$(PYTHON) -m ruff check .
-	$(PYTHON) -m mypy operator/elasticft
+	$(PYTHON) -m mypy operator/elasticft sandbox/elasticft_sandbox
 
 unit:  ## fast pure-core tests only
 	$(PYTHON) -m pytest -q tests/unit

@@ -13,9 +13,8 @@ def test_loss_trajectory_is_the_same_at_world_size_one_and_three(
 ) -> None:
     # Global batch 8 at world 3 splits 3/3/2 with micro-batches of 2 (accumulation on every rank);
     # at world 1 it is four micro-batches of 2 on one rank.
-    results = {}
-    for world in (1, 3):
-        agent = cluster.start_agent(
+    agents = {
+        world: cluster.start_agent(
             f"world{world}",
             rendezvous_store.endpoint,
             f"batch-{world}",
@@ -28,8 +27,11 @@ def test_loss_trajectory_is_the_same_at_world_size_one_and_three(
                 "ELASTICFT_CHECKPOINT_DIR": str(tmp_path / f"checkpoints-{world}"),
             },
         )
+        for world in (1, 3)
+    }
+    for agent in agents.values():
         assert agent.wait(120) == 0, agent.output()[-4000:]
-        results[world] = agent.summary()
+    results = {world: agent.summary() for world, agent in agents.items()}
 
     assert results[3].world_sizes == [3]
     assert math.isclose(results[1].initial_loss, results[3].initial_loss, rel_tol=1e-5)

@@ -277,3 +277,15 @@ def test_a_single_worker_job_runs_standalone_without_a_rendezvous() -> None:
     (pod,) = [m for m in plan.create if m["kind"] == "Pod"]
     args = pod["spec"]["containers"][0]["args"]
     assert "--standalone" in args and not any(a.startswith("--rdzv") for a in args)
+
+
+def test_spot_availability_runs_are_recorded_for_the_policy() -> None:
+    from elasticft.controller.status import observe_spot
+
+    status = FineTuneJobStatus()
+    observe_spot(status, 2, T0)
+    observe_spot(status, 2, T0 + timedelta(seconds=30))
+    observe_spot(status, 0, T0 + timedelta(seconds=90))
+    observe_spot(status, None, T0 + timedelta(seconds=95))  # unknown changes nothing
+    assert [(r.workers, r.seconds) for r in status.spot.history] == [(2, 90.0)]
+    assert status.spot.available == 0 and status.spot.since == T0 + timedelta(seconds=90)

@@ -286,6 +286,19 @@ class LastCheckpoint(ApiModel):
     path: str = ""
 
 
+class SpotRun(ApiModel):
+    workers: int = Field(description="Spot workers obtainable during this run.")
+    seconds: float = Field(description="How long the count held.")
+
+
+class SpotObservation(ApiModel):
+    """What the policy has seen of spot availability: the current count, since when, and the past runs."""
+
+    available: int | None = None
+    since: datetime | None = None
+    history: list[SpotRun] = Field(default_factory=list, description="Completed runs, oldest first (capped).")
+
+
 class FineTuneJobStatus(ApiModel):
     phase: Phase = Phase.PENDING
     conditions: list[Condition] = Field(default_factory=list)
@@ -308,6 +321,7 @@ class FineTuneJobStatus(ApiModel):
     last_decision: str = ""
     launched_generation: int = Field(0, description="Latest generation whose pods were all created.")
     last_rescale_time: datetime | None = Field(None, description="When the current generation was decided.")
+    spot: SpotObservation = Field(default_factory=SpotObservation)
     restart_overhead_seconds: float = Field(
         0.0, description="Measured time from a rescale decision to the new world running (the policy's d)."
     )

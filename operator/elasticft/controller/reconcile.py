@@ -43,6 +43,7 @@ from elasticft.controller.status import (
     Prices,
     accrue_cost,
     deadline_of,
+    observe_spot,
     record_throughput,
     set_condition,
     update_progress,
@@ -268,10 +269,13 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
     old = [p for p in workers if p.generation != generation]
     sizes = feasible_world_sizes(spec)
 
+    available = spot_available(spec, observed, generation)
+    observe_spot(status, available, now)
+
     def sizing(recent_preemption: bool) -> SizeDecision:
         request = SizingRequest(
             spec=spec, status=status, now=now, deadline=deadline, prices=observed.prices,
-            current=_current_size(status), spot_available=spot_available(spec, observed, generation),
+            current=_current_size(status), spot_available=available,
             feasible_sizes=sizes, recent_preemption=recent_preemption,
         )
         return decide(request)

@@ -49,6 +49,8 @@ def policy_input(request: SizingRequest) -> PolicyInput:
         seconds_since_rescale=since_rescale,
         rescale_cooldown_s=cooldown,
         preempted=request.recent_preemption,
+        spot_availability_age_s=(now - status.spot.since).total_seconds() if status.spot.since else float("inf"),
+        spot_history=tuple((run.workers, run.seconds) for run in status.spot.history),
         decision_interval_s=max(cooldown, MIN_DECISION_INTERVAL_S),
         cost_so_far=status.cost.accrued,
         max_total_cost=spec.objective.budget.max_total_cost,

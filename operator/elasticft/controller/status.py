@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from elasticft.api.durations import format_duration, parse_duration
-from elasticft.api.models import Condition, FineTuneJobSpec, FineTuneJobStatus, ThroughputPoint
+from elasticft.api.models import Condition, FineTuneJobSpec, FineTuneJobStatus, SpotRun, ThroughputPoint
 
+# Spot availability runs kept in status: enough for the policy's outage statistics, bounded in size.
+SPOT_HISTORY_LIMIT = 64
 # How much a new throughput measurement moves the stored curve point (exponential moving average).
 CURVE_SMOOTHING = 0.5
 
@@ -102,3 +104,15 @@ def update_progress(
 def workers_summary(ready: int, desired: int, spot: int, on_demand: int) -> str:
     """`2/3 (2 spot + 1 on-demand)` for `kubectl get ftj`."""
     return f"{ready}/{desired} ({spot} spot + {on_demand} on-demand)"
+
+
+def observe_spot(status: FineTuneJobStatus, available: int | None, now: datetime) -> None:
+    """Record the obtainable spot count: when it changes, the finished run (count, duration) joins
+    the history the policy estimates outage lengths from."""
+    spot = status.spot
+    if available is None or available == spot.available:
+        return
+    if spot.available is not None and spot.since is not None:
+        spot.history.append(SpotRun(workers=spot.available, seconds=round((now - spot.since).total_seconds(), 1)))
+        del spot.history[:-SPOT_HISTORY_LIMIT]
+    spot.available, spot.since = available, now

@@ -4,6 +4,9 @@ Vocabulary (all times in seconds, throughput X(n) in samples/s from `policy.thro
 
 - N: the largest useful size, `max_workers` capped where a worker's marginal throughput falls below
   `min_scaling_efficiency` of its share (see `useful_max_workers`);
+- N_od: MinCost's on-demand size, the smallest n with W / X(n) <= 0.8 T (`on_demand_size`): on a
+  sublinear curve on-demand work is cheapest on few workers, while spot may still use up to N. S and L
+  below are taken at N_od; the safety net (rule 1) at N, so that it always finishes;
 - W: samples left; T: time left to the deadline; d: restart overhead (save + reschedule + load);
   g: the decision interval (how long a decision holds);
 - slack S = T - W / X(N) - r, with r the restart still in progress: the time the job can still spend
