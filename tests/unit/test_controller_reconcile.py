@@ -289,3 +289,10 @@ def test_spot_availability_runs_are_recorded_for_the_policy() -> None:
     observe_spot(status, None, T0 + timedelta(seconds=95))  # unknown changes nothing
     assert [(r.workers, r.seconds) for r in status.spot.history] == [(2, 90.0)]
     assert status.spot.available == 0 and status.spot.since == T0 + timedelta(seconds=90)
+
+
+def test_no_resize_while_the_workers_write_the_final_checkpoint() -> None:
+    job, pods = running_job(Size(1, 1))
+    finished = Measurement(step=100, total_steps=100)
+    plan = step(job, observed([rdzv(), *pods], now=T0 + timedelta(minutes=10), measurement=finished), Size(0, 0))
+    assert plan.status.generation == 1 and plan.delete == []

@@ -379,7 +379,9 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
     stuck_spot = any(p.unschedulable and p.on_spot and p.created and now - p.created > UNSCHEDULABLE_GRACE
                      for p in current)
     idle = status.workers.desired == 0  # the policy chose to wait for spot: look again every time
-    settled = status.phase == Phase.RUNNING or stuck_spot or idle
+    # All steps done: the workers are writing the final checkpoint; never resize under them.
+    finishing = status.total_steps > 0 and status.step >= status.total_steps
+    settled = (status.phase == Phase.RUNNING or stuck_spot or idle) and not finishing
     if settled:
         decision = sizing(recent_preemption=False)
         if decision.size != _current_size(status):
