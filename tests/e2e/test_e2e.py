@@ -65,6 +65,7 @@ def trainer_job(name: str, steps: int = 160, **spec: Any) -> dict[str, Any]:
         "resources": {"requests": {"nvidia.com/gpu": 1}},
         "elastic": {"minWorkers": 1, "maxWorkers": 2, "rescaleCooldown": "10s"},
         "objective": {"maxDuration": "30m"},
+        "throughputPrior": {"samplesPerSecond": 60, "serialFraction": 0.3},
         "capacity": {"spot": {"pricePerHour": 0.918}, "onDemand": {"pricePerHour": 3.06}},
         "checkpoint": {"volume": {"size": "1Gi"}, "intervalSteps": 20},
     }
@@ -140,8 +141,9 @@ def test_losing_worker_zero_and_the_rendezvous_node_completes(cluster: LocalClus
 
 def test_all_spot_gone_with_a_tight_deadline_moves_work_to_on_demand(cluster: LocalCluster,
                                                                      spot_restored: None) -> None:
-    apply(cluster, "tight", trainer_job("tight", steps=300, objective={"maxDuration": "4m"}))
-    cluster.wait_for_job("tight", "tight", lambda j: phase(j) == "Running" and status(j)["step"] >= 20, 180)
+    apply(cluster, "tight", trainer_job("tight", steps=300, objective={"maxDuration": "3m"}))
+    cluster.wait_for_job("tight", "tight", lambda j: phase(j) == "Running" and status(j)["step"] >= 20
+                         and status(j)["workers"]["spot"] > 0, 180)
     spot_nodes = json.loads(cluster.kubectl("get", "nodes", "-l", "karpenter.sh/capacity-type=spot", "-o", "json"))
     for node in spot_nodes["items"]:
         cluster.sandbox.reclaim(node["metadata"]["name"], notice_s=2)

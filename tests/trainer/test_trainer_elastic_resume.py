@@ -12,8 +12,8 @@ from elasticft_trainer.localrun import LocalJob, RendezvousStore, wait_until
 TOTAL_STEPS = 24  # two epochs of 96 samples at global batch 8
 
 
-def sample_log_lines(path: Path) -> list[tuple[int, int, int, int]]:
-    """(step, epoch, sample index, rank) per consumed sample."""
+def sample_log_lines(path: Path) -> list[tuple[int, int, int, int, int]]:
+    """(step, epoch, sample index, rank, world size) per consumed sample."""
     if not path.exists():
         return []
     return [tuple(int(x) for x in line.split()) for line in path.read_text().splitlines()]  # type: ignore[misc]
@@ -75,6 +75,8 @@ def test_preempted_job_resumes_at_new_world_sizes_and_consumes_every_sample_once
     steps = Counter(step for step, *_ in lines)
     assert sorted(steps) == list(range(1, TOTAL_STEPS + 1)), "a step was skipped or trained twice"
     assert set(steps.values()) == {8}
+    world_of_step = {step: world for step, _, _, _, world in lines}
+    assert [world_of_step[s] for s in (1, stop_step, stop_step + 1, second_stop.step, TOTAL_STEPS)] == [2, 2, 1, 1, 2]
     for epoch in (0, 1):
-        consumed = sorted(index for _, e, index, _ in lines if e == epoch)
+        consumed = sorted(index for _, e, index, _, _ in lines if e == epoch)
         assert consumed == list(range(EPOCH_SAMPLES)), f"epoch {epoch} did not see every sample exactly once"

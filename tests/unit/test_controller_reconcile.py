@@ -296,3 +296,12 @@ def test_no_resize_while_the_workers_write_the_final_checkpoint() -> None:
     finished = Measurement(step=100, total_steps=100)
     plan = step(job, observed([rdzv(), *pods], now=T0 + timedelta(minutes=10), measurement=finished), Size(0, 0))
     assert plan.status.generation == 1 and plan.delete == []
+
+
+def test_without_prior_or_measurement_the_job_starts_small_to_measure() -> None:
+    job = make_job()
+    request = SizingRequest(spec=job.spec, status=FineTuneJobStatus(), now=T0, deadline=T0 + timedelta(hours=2),
+                            prices=PRICES, current=Size(0, 0), spot_available=3, feasible_sizes=[1, 2, 3, 4],
+                            recent_preemption=False)
+    decision = decide_size(request)
+    assert decision.size == Size(1, 0) and "measure" in decision.reason

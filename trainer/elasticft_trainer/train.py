@@ -115,9 +115,9 @@ def train_step(
     return float(loss_sum.item())
 
 
-def append_sample_log(path: str, step: int, rank: int, samples: list[SampleRef]) -> None:
-    """One `step epoch index rank` line per sample, one append per step."""
-    lines = "".join(f"{step} {s.epoch} {s.index} {rank}\n" for s in samples)
+def append_sample_log(path: str, step: int, world: World, samples: list[SampleRef]) -> None:
+    """One `step epoch index rank world_size` line per sample, one append per step."""
+    lines = "".join(f"{step} {s.epoch} {s.index} {world.rank} {world.world_size}\n" for s in samples)
     with open(path, "a") as handle:
         handle.write(lines)
 
@@ -176,7 +176,7 @@ def train(config: TrainerConfig, world: World, plan: DevicePlan, stop: StopReque
             loss=agreed.loss,
         )
         if config.sample_log:
-            append_sample_log(config.sample_log, progress.step, world.rank, samples)
+            append_sample_log(config.sample_log, progress.step, world, samples)
         metrics.steps.inc()
         metrics.samples.inc(len(samples))
         metrics.step.set(progress.step)

@@ -83,8 +83,24 @@ def fit_to_feasible(spot: int, on_demand: int, feasible: list[int]) -> Size:
     return Size(spot=spot, on_demand=on_demand)
 
 
+def measuring_first(request: SizingRequest) -> SizeDecision | None:
+    """With neither a measurement nor a `throughputPrior`, the policy would size blind: start the
+    smallest feasible world (on spot when any is obtainable) and let the first measurement decide."""
+    spec, status = request.spec, request.status
+    if status.throughput.curve or spec.throughput_prior is not None:
+        return None
+    workers = min(request.feasible_sizes)
+    spot_ok = spec.capacity.spot.enabled and (request.spot_available is None or request.spot_available >= workers)
+    size = Size(spot=workers, on_demand=0) if spot_ok or not spec.capacity.on_demand.enabled \
+        else Size(spot=0, on_demand=workers)
+    return SizeDecision(size, f"no throughput measured yet and no throughputPrior: {size} workers to measure")
+
+
 def decide_size(request: SizingRequest) -> SizeDecision:
     """The operator's Decide: run the policy and fit its answer to a feasible world size."""
+    first = measuring_first(request)
+    if first is not None:
+        return first
     decision = decide(policy_input(request))
     size = fit_to_feasible(decision.spot, decision.on_demand, request.feasible_sizes)
     reason = decision.reason
