@@ -19,6 +19,10 @@ from typing import Any
 
 import pytest
 import yaml
+from ftj_testing import apply_job as apply
+from ftj_testing import job_events as events
+from ftj_testing import job_status as status
+from ftj_testing import worker_pods
 
 from elasticft_sandbox.cluster import Job, LocalCluster, phase
 from elasticft_sandbox.demo import run_demo
@@ -74,24 +78,16 @@ def trainer_job(name: str, steps: int = 160, **spec: Any) -> dict[str, Any]:
             "spec": body}
 
 
-def apply(cluster: LocalCluster, namespace: str, job: dict[str, Any]) -> None:
-    cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}))
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input_text=yaml.safe_dump(job))
 
 
-def status(job: Job | None) -> dict[str, Any]:
-    return dict((job or {}).get("status") or {})
 
 
-def events(cluster: LocalCluster, namespace: str, name: str) -> list[str]:
-    out = cluster.kubectl("get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}",
-                          "-o", "json")
-    return [f"{e['reason']}: {e['message']}" for e in json.loads(out)["items"]]
 
 
-def workers(cluster: LocalCluster, namespace: str, name: str) -> list[Job]:
-    return cluster.pods(namespace, f"elasticft.io/job={name},elasticft.io/role=worker")
+
+
+
+
 
 
 def checkpoint_root(cluster: LocalCluster, namespace: str, name: str) -> Path:
@@ -164,7 +160,7 @@ def test_operator_killed_mid_job_completes_without_duplicate_workers(cluster: Lo
     time.sleep(2)
     cluster.operator.start()
     time.sleep(8)
-    pods = workers(cluster, "opkill", "opkill")
+    pods = worker_pods(cluster, "opkill", "opkill")
     assert {p["metadata"]["labels"]["elasticft.io/generation"] for p in pods} == {str(generation)}
     assert len(pods) == status(before)["workers"]["desired"]
     done = cluster.wait_for_job("opkill", "opkill", lambda j: phase(j) in ("Succeeded", "Failed"), 300)
@@ -177,7 +173,7 @@ def test_truncated_latest_checkpoint_falls_back_to_the_previous(cluster: LocalCl
     cluster.kubectl("patch", "ftj", "trunc", "-n", "trunc", "--type=merge", "-p", '{"spec":{"suspend":true}}')
     cluster.wait_for_job("trunc", "trunc", lambda j: phase(j) == "Suspended", 60)
     deadline = time.monotonic() + 60
-    while workers(cluster, "trunc", "trunc") and time.monotonic() < deadline:
+    while worker_pods(cluster, "trunc", "trunc") and time.monotonic() < deadline:
         time.sleep(1)
     root = checkpoint_root(cluster, "trunc", "trunc")
     latest = root / (root / "latest").read_text().strip()
@@ -246,7 +242,7 @@ def test_operator_reads_throughput_from_a_real_prometheus(cluster: LocalCluster,
         # What a PodMonitor does on a real cluster: every worker pod's IP:9400, with its namespace.
         while not stop.is_set():
             found = [{"targets": [f"{p['status']['podIP']}:9400"], "labels": {"namespace": "prom"}}
-                     for p in workers(cluster, "prom", "watched") if (p.get("status") or {}).get("podIP")]
+                     for p in worker_pods(cluster, "prom", "watched") if (p.get("status") or {}).get("podIP")]
             tmp = targets.with_suffix(".tmp")
             tmp.write_text(json.dumps(found))
             os.replace(tmp, targets)

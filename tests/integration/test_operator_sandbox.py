@@ -7,7 +7,6 @@ status, events, pods, through the real kubectl.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +14,12 @@ from typing import Any
 
 import pytest
 import yaml
+from ftj_testing import apply_job as apply
+from ftj_testing import job_events as events
+from ftj_testing import job_status as status
+from ftj_testing import worker_pods
 
-from elasticft_sandbox.cluster import Job, LocalCluster, phase
+from elasticft_sandbox.cluster import LocalCluster, phase
 
 POOLS = {
     "seconds_per_tick": 5,
@@ -56,24 +59,16 @@ def standin_job(name: str, steps: int = 120, step_s: float = 0.1, **spec: Any) -
             "spec": body}
 
 
-def apply(cluster: LocalCluster, namespace: str, job: dict[str, Any]) -> None:
-    namespace_doc = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
-    cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(namespace_doc))
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input_text=yaml.safe_dump(job))
 
 
-def status(job: Job | None) -> dict[str, Any]:
-    return dict((job or {}).get("status") or {})
 
 
-def events(cluster: LocalCluster, namespace: str, name: str) -> list[str]:
-    out = cluster.kubectl("get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}",
-                          "-o", "json")
-    return [f"{e['reason']}: {e['message']}" for e in json.loads(out)["items"]]
 
 
-def worker_pods(cluster: LocalCluster, namespace: str, name: str) -> list[Job]:
-    return cluster.pods(namespace, f"elasticft.io/job={name},elasticft.io/role=worker")
+
+
+
+
 
 
 def test_job_gets_its_children_and_succeeds(cluster: LocalCluster) -> None:

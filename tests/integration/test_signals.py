@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ftj_testing import eventually
 
 from elasticft.signals.prometheus import read_job
 from elasticft.signals.throughput import StepRate
@@ -30,14 +31,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(predicate, timeout_s: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -51,7 +44,7 @@ def worker(tmp_path: Path) -> Iterator[int]:
     process = subprocess.Popen([sys.executable, "-m", "elasticft_sandbox.standin"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_until(lambda: scrape_worker(WORKER_HOST, port), 20, "the worker's /metrics")
+        eventually(lambda: scrape_worker(WORKER_HOST, port), 20, 0.5, "the worker's /metrics")
         yield port
     finally:
         process.terminate()
@@ -95,8 +88,8 @@ def direct_rate(port: int, seconds: float) -> float:
 
 
 def test_throughput_is_read_from_a_real_prometheus(prometheus: str, worker: int) -> None:
-    wait_until(lambda: read_job(prometheus, "promjob", "team", rate_window="10s").samples_per_second,
-               60, "a samples/s rate in Prometheus")
+    eventually(lambda: read_job(prometheus, "promjob", "team", rate_window="10s").samples_per_second,
+               60, 0.5, "a samples/s rate in Prometheus")
     time.sleep(10)  # let the rate window cover steady training only
     measured_directly = direct_rate(worker, 5)
     reading = read_job(prometheus, "promjob", "team", rate_window="10s")

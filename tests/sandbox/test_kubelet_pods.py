@@ -6,12 +6,13 @@ import json
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import psutil
 import pytest
+from ftj_testing import eventually
 from kubernetes import client, watch
 from kubernetes.client import CoreV1Api
 from kubernetes.client.exceptions import ApiException
@@ -33,15 +34,6 @@ def core(sandbox: Sandbox) -> Iterator[CoreV1Api]:
         yield CoreV1Api(api_client)
 
 
-def eventually(check: Callable[[], T | None], timeout_s: float = 20.0) -> T:
-    """Poll `check` until it returns something truthy."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout_s} s")
 
 
 def python_pod(name: str, script: str, **spec: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
+from ftj_testing import eventually
 from kubernetes import client
 from kubernetes.client import CoreV1Api
 from kubernetes.client.exceptions import ApiException
@@ -61,14 +62,6 @@ def core_api(sandbox: Sandbox) -> CoreV1Api:
     return CoreV1Api(client.ApiClient(client.Configuration(host=sandbox.url)))
 
 
-def eventually(check: Callable[[], T | None], timeout_s: float = 20.0) -> T:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout_s} s")
 
 
 SLEEP = "import time; time.sleep(600)"
