@@ -53,7 +53,7 @@ MODEL = "builtin:gpt-tiny"
 GLOBAL_BATCH = 16
 MICRO_BATCH = 8
 SEQ_LEN = 64
-OVERHEAD_WINDOW = (20, 220)  # steps between which step time is measured
+OVERHEAD_WINDOW = (20, 170)  # steps between which step time is measured
 TARGETS = {
     "steps_lost_per_preemption": ("<=", 0),
     "sigterm_to_resumed_s": ("<=", 15.0),
@@ -120,7 +120,7 @@ def measure_preemption(work_dir: Path) -> dict[str, Any]:
     }
 
 
-def measure_disk_write_mb_s(directory: Path, megabytes: int = 256) -> float:
+def measure_disk_write_mb_s(directory: Path, megabytes: int = 128) -> float:
     """Sequential write of `megabytes`, fsync'd, in `directory`: what a checkpoint write costs."""
     block = os.urandom(1 << 20)
     path = directory / "bandwidth.probe"
@@ -261,7 +261,7 @@ def _inplace_env(work_dir: Path, name: str, share_store: bool) -> dict[str, str]
     return env
 
 
-def inplace_trial(work_dir: Path, name: str, change: str, share_store: bool, timeout: float = 45.0) -> dict[str, Any]:
+def inplace_trial(work_dir: Path, name: str, change: str, share_store: bool, timeout: float = 30.0) -> dict[str, Any]:
     """One in-place membership change under `--nnodes=1:3`; outcome and time to the new world's step."""
     job = LocalJob(work_dir, _inplace_env(work_dir, name, share_store))
     elastic = ("--max-restarts=3", "--rdzv-conf=last_call_timeout=2")
@@ -347,15 +347,24 @@ def main(argv: list[str]) -> int:
         return plain_ddp_worker()
 
     started = time.monotonic()
+    phase_seconds: dict[str, float] = {}
+
+    def timed(phase: str, measure: Any, *measure_args: Any) -> Any:
+        print(f"[bench] {phase} ...", file=sys.stderr, flush=True)
+        phase_started = time.monotonic()
+        result = measure(*measure_args)
+        phase_seconds[phase] = round(time.monotonic() - phase_started, 1)
+        return result
+
     with tempfile.TemporaryDirectory(prefix="elasticft-bench-") as tmp:
         work_dir = Path(tmp)
-        preemption = measure_preemption(work_dir / "preemption")
+        preemption = timed("preemption", measure_preemption, work_dir / "preemption")
         dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
-        checkpoint = measure_checkpoint(work_dir, MODEL)
-        checkpoint_small = measure_checkpoint(work_dir, "builtin:gpt-small")
+        checkpoint = timed("checkpoint", measure_checkpoint, work_dir, MODEL)
+        checkpoint_small = timed("checkpoint-small", measure_checkpoint, work_dir, "builtin:gpt-small")
         dist.destroy_process_group()
-        overhead = measure_overhead(work_dir)
-        inplace = {} if args.skip_inplace else measure_inplace(work_dir)
+        overhead = timed("overhead", measure_overhead, work_dir)
+        inplace = {} if args.skip_inplace else timed("inplace", measure_inplace, work_dir)
     timeline = preemption.pop("timeline")
     results: dict[str, Any] = {
         **preemption,
@@ -367,6 +376,7 @@ def main(argv: list[str]) -> int:
         "seq_len": SEQ_LEN,
         "inplace": inplace,
         "bench_wall_s": time.monotonic() - started,
+        "phase_seconds": phase_seconds,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2) + "\n")

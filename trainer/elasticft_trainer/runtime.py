@@ -6,9 +6,12 @@ is the thin shell that applies them.
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 import logging
 import os
+import signal
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -91,6 +94,18 @@ def world_from_environ(environ: Mapping[str, str]) -> World:
         local_rank=int(environ.get("LOCAL_RANK", "0")),
         world_size=int(environ.get("WORLD_SIZE", "1")),
     )
+
+
+def die_with_agent() -> None:
+    """Have the kernel SIGKILL this worker when its torchrun agent dies.
+
+    torchrun starts workers in their own sessions, so killing the agent (or its process group)
+    leaves them running, orphaned and still holding the world's collectives. In a container the
+    runtime kills them all; as plain processes (the sandbox, tests) nothing would. Linux only.
+    """
+    if sys.platform == "linux" and "TORCHELASTIC_RUN_ID" in os.environ:
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def start_process_group(plan: DevicePlan, world: World) -> None:

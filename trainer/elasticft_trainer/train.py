@@ -33,7 +33,15 @@ from .config import TrainerConfig, load_config
 from .data import SampleRef, TokenWindows, build_windows, micro_batches, rank_samples
 from .metrics import TrainerMetrics
 from .model import build_model, load_encoder, trainable_parameter_count
-from .runtime import DevicePlan, World, cpu_thread_count, select_device, start_process_group, world_from_environ
+from .runtime import (
+    DevicePlan,
+    World,
+    cpu_thread_count,
+    die_with_agent,
+    select_device,
+    start_process_group,
+    world_from_environ,
+)
 from .summary import RunSummary, StopReason, publish
 
 log = logging.getLogger("elasticft_trainer")
@@ -226,6 +234,7 @@ def setup_logging(rank: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m elasticft_trainer`; returns the process exit code."""
+    die_with_agent()
     stop = StopRequest()
     stop.install()
     config = load_config(sys.argv[1:] if argv is None else argv, os.environ)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
+from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -43,6 +45,7 @@ RECONCILE_SECONDS = Histogram(
 _step_rates: dict[str, StepRate] = {}
 _nodes_cache: tuple[float, list[Manifest]] = (0.0, [])
 _kube: Kube | None = None
+_job_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
 
 
 def kube() -> Kube:
@@ -123,6 +126,13 @@ def _mark_invalid(raw: Manifest, messages: list[str], now: datetime) -> None:
 
 
 def reconcile_job(namespace: str, name: str) -> None:
+    """One reconcile at a time per job: kopf runs timers beside event handlers, and two looks at once
+    would only make one of them lose the resourceVersion race."""
+    with _job_locks[(namespace, name)]:
+        _reconcile_job(namespace, name)
+
+
+def _reconcile_job(namespace: str, name: str) -> None:
     """Read everything, plan, write status first, then act (so a crash in between re-plans the same)."""
     started = time.perf_counter()
     raw = kube().get_job(namespace, name)

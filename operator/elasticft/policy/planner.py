@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from elasticft.policy.availability import SpotRun, periods
+from elasticft.policy.availability import SpotRun, expected_remaining_s, periods
 
 #: weight and length of the prior pseudo-period of each spot state
 PRIOR_PERIOD_S = 3.0 * 3600.0
@@ -81,6 +81,19 @@ def switching_rates(history: tuple[SpotRun, ...], available: int, age_s: float, 
     return ((ended_up + 1) / (sum(up) + PRIOR_PERIOD_S), (ended_down + 1) / (sum(down) + PRIOR_PERIOD_S))
 
 
+def age_aware_rates(history: tuple[SpotRun, ...], available: int, age_s: float,
+                    min_workers: int) -> tuple[float, float]:
+    """As `switching_rates`, but the current state's rate is 1 / R(a), the mean residual life of a period
+    that has lasted a (`availability.expected_remaining_s`, heavy-tailed: R grows with a)."""
+    lam_down, lam_up = switching_rates(history, available, age_s, min_workers)
+    runs = [*history, (available, age_s)]
+    is_up = available >= min_workers
+    same = periods(runs, (lambda count: count >= min_workers) if is_up else (lambda count: count < min_workers))
+    rest = expected_remaining_s(same[:-1], same[-1])
+    rate = 1.0 / max(rest, 1.0)
+    return (rate, lam_up) if is_up else (lam_down, rate)
+
+
 def spot_model(lam_down: float, lam_up: float, step_s: float) -> SpotModel:
     """q = 1 - exp(-h * lam), lam rounded to the RATE_GRID log grid."""
 
@@ -94,7 +107,7 @@ Policy = npt.NDArray[np.int8]
 """Best action per (t, w, a, s), s = 0 idle, 1 + r spot with r restart steps left, D + 2 + r on-demand."""
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=160)
 def solve(job: PlannerJob, model: SpotModel) -> Policy:
     """Backward induction of the Bellman recursion in the module docstring; returns the argmin actions."""
     d = job.restart_steps
