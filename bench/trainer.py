@@ -6,9 +6,11 @@ preemption   2 workers (generation 1, `--nnodes=2:2`) train; one agent gets SIGT
              exited, a 1-worker generation 2 starts from the latest checkpoint, as the operator does.
              sigterm_to_resumed_s = SIGTERM -> first step completed at the new world size;
              steps_lost_per_preemption = last step trained before the SIGTERM - step resumed from.
-checkpoint   in-process, world of 1, built-in model + AdamW state: median time `save` blocks in
-             async mode (ckpt_save_blocking_s), the checkpoint's size, and the fsync'd sequential
-             write bandwidth of the same directory measured in the same run;
+checkpoint   in-process, world of 1, built-in model + AdamW state: median time training is blocked
+             by an async save (ckpt_save_blocking_s: `save` itself, plus the wait at the next
+             optimizer step for the background copy after one forward/backward pass), the
+             checkpoint's size, and the fsync'd sequential write bandwidth of the same directory
+             measured in the same run;
              ckpt_blocking_ratio = blocking_s / (bytes / bandwidth).
 overhead     the trainer (`--nproc-per-node=2`, async checkpoint every 50 steps, metrics served) against
              a minimal DDP loop on the same model and per-rank batch (this file, `--plain-ddp-worker`);
@@ -147,9 +149,13 @@ def measure_checkpoint(work_dir: Path, model_spec: str) -> dict[str, Any]:
     directory = work_dir / f"checkpoint-{model_spec.split(':')[-1]}"
     manager = CheckpointManager(str(directory), keep=2, async_mode=True)
     blocking = []
-    for step in range(1, 7):
+    for step in range(1, 8):
         manager.wait()  # the trainer saves every N steps; the previous save is long done by then
         manager.save(TrainingProgress(step=step, consumed_samples=step * GLOBAL_BATCH), state, blocking=False)
+        # What the trainer does next: a forward/backward pass, then the optimizer step, which must
+        # wait for the background copy of the weights.
+        F.cross_entropy(model(inputs).flatten(0, 1), inputs.flatten()).backward()
+        manager.before_weights_change()
         blocking.append(manager.last_save_blocking_s)
     manager.close()
     latest = directory / (directory / "latest").read_text().strip()
@@ -360,8 +366,11 @@ def main(argv: list[str]) -> int:
         work_dir = Path(tmp)
         preemption = timed("preemption", measure_preemption, work_dir / "preemption")
         dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
-        checkpoint = timed("checkpoint", measure_checkpoint, work_dir, MODEL)
-        checkpoint_small = timed("checkpoint-small", measure_checkpoint, work_dir, "builtin:gpt-small")
+        # The headline checkpoint figures use gpt-small (88 MB with AdamW state): gpt-tiny's 6 MB
+        # are written in ~4 ms, about the fixed cost of collecting a state dict, so its ratio says
+        # nothing about hiding writes. Both are in the JSON.
+        checkpoint = timed("checkpoint", measure_checkpoint, work_dir, "builtin:gpt-small")
+        checkpoint_tiny = timed("checkpoint-tiny", measure_checkpoint, work_dir, MODEL)
         dist.destroy_process_group()
         overhead = timed("overhead", measure_overhead, work_dir)
         inplace = {} if args.skip_inplace else timed("inplace", measure_inplace, work_dir)
@@ -369,8 +378,9 @@ def main(argv: list[str]) -> int:
     results: dict[str, Any] = {
         **preemption,
         **{k: v for k, v in checkpoint.items() if k != "model"},
+        "checkpoint_model": checkpoint["model"],
         **overhead,
-        "checkpoint_gpt_small": checkpoint_small,
+        "checkpoint_gpt_tiny": checkpoint_tiny,
         "model": MODEL,
         "global_batch_size": GLOBAL_BATCH,
         "seq_len": SEQ_LEN,

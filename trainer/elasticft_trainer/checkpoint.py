@@ -21,18 +21,22 @@ import os
 import re
 import shutil
 import time
-from concurrent.futures import Future
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.distributed.checkpoint as dcp
 from torch import nn
 from torch.distributed._state_dict_utils import _copy_state_dict, _create_cpu_state_dict
-from torch.distributed.checkpoint.staging import BlockingAsyncStager
+from torch.distributed.checkpoint.filesystem import FileSystemReader
+from torch.distributed.checkpoint.staging import AsyncStager
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+from torch.distributed.checkpoint.state_dict_loader import load as load_checkpoint
+from torch.distributed.checkpoint.state_dict_saver import AsyncSaveResponse, async_save
+from torch.distributed.checkpoint.state_dict_saver import save as save_checkpoint
 from torch.distributed.checkpoint.stateful import Stateful
 
 log = logging.getLogger(__name__)
@@ -110,7 +114,7 @@ def checkpoint_problem(path: Path) -> str | None:
         if actual != size:
             return f"{name} has {actual} bytes, {size} were committed (truncated or partial)"
     try:
-        dcp.FileSystemReader(path).read_metadata()
+        FileSystemReader(path).read_metadata()
     except Exception as error:  # any unpickling failure means the same thing: unusable
         return f"unreadable .metadata: {error}"
     return None
@@ -155,21 +159,36 @@ class TrainState(Stateful):
             )
 
 
-class _ReusedCpuBuffers(BlockingAsyncStager):
-    """Staging into CPU buffers allocated once, so an async save blocks training for one memcpy.
+class _BackgroundCopyStager(AsyncStager):
+    """Stages the state dict into CPU buffers allocated once, copying in a background thread.
 
-    BlockingAsyncStager's own cache pins memory, which needs an accelerator; this is the same
-    cache, pinned only when CUDA exists.
+    Forward and backward passes do not modify weights or optimizer state, so the copy may overlap
+    them; only the next optimizer step must wait for it (`CheckpointManager.before_weights_change`).
+    Training is then blocked for collecting the state dict, not for the copy. (torch's
+    BlockingAsyncStager copies in the caller and pins its cache, which needs an accelerator;
+    DefaultStager's async staging re-allocates on CPU.)
     """
 
-    def __init__(self) -> None:
-        super().__init__(cache_staged_state_dict=True)
+    _synchronize_after_execute = False
 
-    def stage(self, state_dict: dict[str, Any]) -> dict[str, Any]:
-        if self.state_dict_cache is None:
-            self.state_dict_cache = _create_cpu_state_dict(state_dict, pin_memory=torch.cuda.is_available())
-        staged: dict[str, Any] = _copy_state_dict(state_dict, self.state_dict_cache)
+    def __init__(self) -> None:
+        self._buffers: dict[str, Any] | None = None
+        self._copier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-staging")
+
+    def stage(self, state_dict: dict[str, Any]) -> Future[dict[str, Any]]:
+        return self._copier.submit(self._copy, state_dict)
+
+    def _copy(self, state_dict: dict[str, Any]) -> dict[str, Any]:
+        if self._buffers is None:
+            self._buffers = _create_cpu_state_dict(state_dict, pin_memory=torch.cuda.is_available())
+        staged: dict[str, Any] = _copy_state_dict(state_dict, self._buffers)
         return staged
+
+    def synchronize_staging(self) -> None:
+        """Callers wait on the staging future that `stage` returned."""
+
+    def close(self) -> None:
+        self._copier.shutdown(wait=True)
 
 
 @dataclass
@@ -187,14 +206,20 @@ class CheckpointManager:
     their background collectives never interleave with training collectives.
     """
 
-    def __init__(self, directory: str, keep: int, async_mode: bool) -> None:
+    def __init__(
+        self, directory: str, keep: int, async_mode: bool, on_blocked: Callable[[float], None] | None = None
+    ) -> None:
+        """`on_blocked` receives, per save, the seconds training waited for it."""
         self.directory = Path(directory) if directory else None
+        self.on_blocked = on_blocked
         self.keep = keep
         self.async_mode = async_mode
         self.is_coordinator = dist.get_rank() == 0
         self.group = dist.new_group(backend="gloo")
-        self._stager = _ReusedCpuBuffers()
+        self._stager = _BackgroundCopyStager()
         self._pending: _PendingSave | None = None
+        self._staging: Future[None] | None = None
+        self._blocked_s = 0.0
         self.last_committed_step: int | None = None
         self.last_save_blocking_s = 0.0
         if self.directory is not None and self.is_coordinator:
@@ -218,7 +243,7 @@ class CheckpointManager:
             return None
         started = time.perf_counter()
         path = self.directory / name
-        dcp.load({"train": state}, checkpoint_id=path)
+        load_checkpoint({"train": state}, checkpoint_id=path)
         progress = Manifest.from_json((path / MANIFEST).read_text()).progress
         self.last_committed_step = progress.step
         return progress, time.perf_counter() - started
@@ -254,8 +279,9 @@ class CheckpointManager:
     def save(self, progress: TrainingProgress, state: TrainState, blocking: bool) -> None:
         """Checkpoint `progress.step`; returns once training may continue.
 
-        Async mode stages tensors to CPU (a memcpy) and writes in the background; `blocking` (the
-        emergency and final saves) waits until the checkpoint is committed.
+        Async mode collects the state dict, then copies and writes it in the background (see
+        `before_weights_change`); `blocking` (the emergency and final saves) waits until the
+        checkpoint is committed.
         """
         if self.directory is None:
             return
@@ -265,15 +291,31 @@ class CheckpointManager:
         path = self.directory / step_dir_name(progress.step)
         started = time.perf_counter()
         if self.async_mode and not blocking:
-            future = dcp.async_save(
+            response = async_save(
                 {"train": state}, checkpoint_id=path, process_group=self.group, async_stager=self._stager
             )
-            assert isinstance(future, Future)
-            self._pending = _PendingSave(future, progress, started)
+            assert isinstance(response, AsyncSaveResponse)
+            self._pending = _PendingSave(response.upload_completion, progress, started)
+            self._staging = response.staging_completion
+            self._blocked_s = time.perf_counter() - started
         else:
-            dcp.save({"train": state}, checkpoint_id=path, process_group=self.group)
+            save_checkpoint({"train": state}, checkpoint_id=path, process_group=self.group)
             self._commit(progress)
-        self.last_save_blocking_s = time.perf_counter() - started
+            self._report_blocked(time.perf_counter() - started)
+
+    def before_weights_change(self) -> None:
+        """Call before every optimizer step: waits (rarely) for an async save's copy to finish."""
+        if self._staging is None:
+            return
+        started = time.perf_counter()
+        self._staging.result()
+        self._staging = None
+        self._report_blocked(self._blocked_s + time.perf_counter() - started)
+
+    def _report_blocked(self, seconds: float) -> None:
+        self.last_save_blocking_s = seconds
+        if self.on_blocked is not None:
+            self.on_blocked(seconds)
 
     def poll(self) -> None:
         """Commit a finished background save; cheap enough to call every step."""
@@ -282,6 +324,7 @@ class CheckpointManager:
 
     def wait(self) -> None:
         """Block until the background save (if any) is written and committed."""
+        self.before_weights_change()
         if self._pending is None:
             return
         pending, self._pending = self._pending, None

@@ -60,10 +60,11 @@ class DecoderBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, seq, width = x.shape
         q, k, v = self.qkv(self.ln_attn(x)).split(width, dim=2)
-        heads = [t.view(batch, seq, self.n_heads, width // self.n_heads).transpose(1, 2) for t in (q, k, v)]
-        attended = F.scaled_dot_product_attention(*heads, is_causal=True)
+        q, k, v = (t.view(batch, seq, self.n_heads, width // self.n_heads).transpose(1, 2) for t in (q, k, v))
+        attended = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         x = x + self.proj(attended.transpose(1, 2).reshape(batch, seq, width))
-        return x + self.out(F.gelu(self.fc(self.ln_mlp(x))))
+        mlp: torch.Tensor = self.out(F.gelu(self.fc(self.ln_mlp(x))))
+        return x + mlp
 
 
 def _init_gpt2_style(module: nn.Module) -> None:
@@ -152,8 +153,14 @@ def _with_lora(model: nn.Module, config: TrainerConfig, default_targets: list[st
     from peft import LoraConfig, get_peft_model
 
     targets: Any = config.lora_target_list or default_targets
-    lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0, target_modules=targets)
-    peft_model: nn.Module = get_peft_model(model, lora)  # type: ignore[arg-type]
+    # peft annotates lora_alpha as int but computes alpha / r, so a fractional alpha works.
+    lora = LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,  # type: ignore[arg-type]
+        lora_dropout=0.0,
+        target_modules=targets,
+    )
+    peft_model: nn.Module = get_peft_model(model, lora)
     return peft_model
 
 

@@ -119,6 +119,7 @@ def start_process_group(plan: DevicePlan, world: World) -> None:
     if "MASTER_ADDR" in os.environ:
         dist.init_process_group(plan.backend)
     else:
-        dist.init_process_group(plan.backend, store=dist.HashStore(), rank=0, world_size=1)
+        alone = dist.HashStore()  # type: ignore[attr-defined]  # public, but torch's stubs do not re-export it
+        dist.init_process_group(plan.backend, store=alone, rank=0, world_size=1)
     if dist.get_world_size() != world.world_size:
         raise RuntimeError(f"process group has {dist.get_world_size()} ranks, env says {world.world_size}")

@@ -36,7 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     # multi_tenant: agents that probe the endpoint as a would-be server must find it taken, not crash it.
-    store = dist.TCPStore(args.host, args.port, is_master=True, wait_for_workers=False, multi_tenant=True)
+    store = dist.TCPStore(  # type: ignore[attr-defined]  # public, but torch's stubs do not re-export it
+        args.host, args.port, is_master=True, wait_for_workers=False, multi_tenant=True
+    )
     log.info("rendezvous store listening on %s:%d", args.host, store.port)
     stopped.wait()
     log.info("rendezvous store stopping")

@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from types import FrameType
 
@@ -94,12 +94,14 @@ def train_step(
     config: TrainerConfig,
     plan: DevicePlan,
     loss_scale: float,
+    before_weights_change: Callable[[], None],
 ) -> float:
     """Forward/backward over this rank's share in micro-batches, then one optimizer step.
 
     The summed token loss is multiplied by `loss_scale` = W / (B * seq_len); DDP then averages over W
     ranks, so the gradient is the mean over the global batch whatever W, shares and accumulation.
-    Returns this rank's summed token loss.
+    `before_weights_change` runs just before the optimizer step (a background checkpoint copy may
+    still be reading the weights). Returns this rank's summed token loss.
     """
     optimizer.zero_grad(set_to_none=True)
     chunks = micro_batches(samples, config.micro_batch_size)
@@ -117,8 +119,9 @@ def train_step(
             with autocast:
                 logits = model(inputs)
             loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="sum")
-            (loss * loss_scale).backward()
+            torch.autograd.backward(loss * loss_scale)
         loss_sum += loss.detach()
+    before_weights_change()
     optimizer.step()
     return float(loss_sum.item())
 
@@ -148,7 +151,12 @@ def train(config: TrainerConfig, world: World, plan: DevicePlan, stop: StopReque
     )
 
     state = TrainState(model, optimizer, frozen_base=config.lora_rank > 0)
-    checkpoints = CheckpointManager(config.checkpoint_dir, config.checkpoint_keep, config.checkpoint_async)
+    checkpoints = CheckpointManager(
+        config.checkpoint_dir,
+        config.checkpoint_keep,
+        config.checkpoint_async,
+        on_blocked=metrics.checkpoint_save_seconds.observe,
+    )
     resumed = checkpoints.load(state)
     progress = TrainingProgress(step=0, consumed_samples=0)
     if resumed is not None:
@@ -171,7 +179,9 @@ def train(config: TrainerConfig, world: World, plan: DevicePlan, stop: StopReque
             config.seed, progress.consumed_samples, config.global_batch_size, world.world_size, world.rank,
             windows.num_samples,
         )
-        local_loss = train_step(ddp_model, optimizer, windows, samples, config, plan, loss_scale)
+        local_loss = train_step(
+            ddp_model, optimizer, windows, samples, config, plan, loss_scale, checkpoints.before_weights_change
+        )
         if config.step_delay_s > 0:
             time.sleep(config.step_delay_s)
         timer_due = 0 < config.checkpoint_interval_seconds <= time.monotonic() - last_save
@@ -197,12 +207,10 @@ def train(config: TrainerConfig, world: World, plan: DevicePlan, stop: StopReque
             reason = "sigterm" if stop.requested else "peer-stopped"
             log.warning("stopping after step %d (%s); saving an emergency checkpoint", progress.step, reason)
             checkpoints.save(progress, state, blocking=True)
-            metrics.checkpoint_save_seconds.observe(checkpoints.last_save_blocking_s)
             break
         interval = config.checkpoint_interval_steps
         if progress.step < config.total_steps and (agreed.save or (interval > 0 and progress.step % interval == 0)):
             checkpoints.save(progress, state, blocking=False)
-            metrics.checkpoint_save_seconds.observe(checkpoints.last_save_blocking_s)
             last_save = time.monotonic()
 
     completed = progress.step >= config.total_steps
