@@ -121,3 +121,10 @@ def test_summary_line_round_trips() -> None:
     )
     assert parse_summary_line("ELASTICFT_SUMMARY " + summary.to_json()) == summary
     assert parse_summary_line("step 12 loss 2.5") is None
+
+
+def test_epochs_set_the_job_length_from_the_corpus() -> None:
+    from elasticft_trainer.config import TrainerConfig
+
+    assert TrainerConfig(total_steps=50).steps_for(1000) == 50
+    assert TrainerConfig(epochs=2, global_batch_size=16).steps_for(1000) == 2 * 63

@@ -31,6 +31,7 @@ class TrainerConfig:
     max_corpus_bytes: int = _opt(4 << 20, "read at most this many bytes of corpus text")
     seq_len: int = _opt(64, "tokens per training sample")
     total_steps: int = _opt(200, "optimizer steps of the whole job, across all generations")
+    epochs: int = _opt(0, "passes over the corpus; when > 0 it sets the steps: ceil(samples / global batch) each")
     global_batch_size: int = _opt(16, "samples per optimizer step, constant across world sizes")
     micro_batch_size: int = _opt(8, "largest per-rank forward pass; gradient accumulation is derived")
     learning_rate: float = _opt(3e-3, "AdamW learning rate")
@@ -56,6 +57,12 @@ class TrainerConfig:
         if problems:
             raise ValueError("invalid trainer configuration: " + "; ".join(problems))
 
+    def steps_for(self, corpus_samples: int) -> int:
+        """The job's length in steps: `total_steps`, or `epochs` whole passes over the corpus."""
+        if self.epochs <= 0:
+            return self.total_steps
+        return self.epochs * -(-corpus_samples // self.global_batch_size)
+
     @property
     def lora_target_list(self) -> list[str]:
         return [name.strip() for name in self.lora_targets.split(",") if name.strip()]
@@ -66,6 +73,8 @@ def validation_errors(config: TrainerConfig) -> list[str]:
     problems = []
     if config.total_steps < 1:
         problems.append("total_steps must be >= 1")
+    if config.epochs < 0:
+        problems.append("epochs must be >= 0")
     if config.global_batch_size < 1 or config.micro_batch_size < 1:
         problems.append("global_batch_size and micro_batch_size must be >= 1")
     if config.seq_len < 2:

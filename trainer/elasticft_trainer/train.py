@@ -138,10 +138,11 @@ def train(config: TrainerConfig, world: World, plan: DevicePlan, stop: StopReque
     metrics = TrainerMetrics(config.job_name, world.rank)
     if config.metrics_port >= 0:
         metrics.serve(config.metrics_host, config.metrics_port + world.local_rank if config.metrics_port else 0)
-    metrics.total_steps.set(config.total_steps)
     metrics.world_size.set(world.world_size)
 
     windows = build_windows(config.dataset, config.max_corpus_bytes, config.seq_len, load_encoder(config))
+    total_steps = config.steps_for(windows.num_samples)
+    metrics.total_steps.set(total_steps)
     model = build_model(config).to(plan.device)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
     trainable, total = trainable_parameter_count(model)
@@ -174,7 +175,7 @@ def train(config: TrainerConfig, world: World, plan: DevicePlan, stop: StopReque
     reason: StopReason = "completed"
     metrics.mark_training_started()
 
-    while progress.step < config.total_steps:
+    while progress.step < total_steps:
         samples = rank_samples(
             config.seed, progress.consumed_samples, config.global_batch_size, world.world_size, world.rank,
             windows.num_samples,
@@ -200,20 +201,20 @@ def train(config: TrainerConfig, world: World, plan: DevicePlan, stop: StopReque
         metrics.step.set(progress.step)
         metrics.loss.set(agreed.loss)
         if world.rank == 0 and (progress.step % PROGRESS_LOG_EVERY_STEPS == 0 or progress.step == 1):
-            log.info("step %d/%d loss %.4f", progress.step, config.total_steps, agreed.loss)
+            log.info("step %d/%d loss %.4f", progress.step, total_steps, agreed.loss)
         checkpoints.poll()
 
-        if agreed.stop and progress.step < config.total_steps:
+        if agreed.stop and progress.step < total_steps:
             reason = "sigterm" if stop.requested else "peer-stopped"
             log.warning("stopping after step %d (%s); saving an emergency checkpoint", progress.step, reason)
             checkpoints.save(progress, state, blocking=True)
             break
         interval = config.checkpoint_interval_steps
-        if progress.step < config.total_steps and (agreed.save or (interval > 0 and progress.step % interval == 0)):
+        if progress.step < total_steps and (agreed.save or (interval > 0 and progress.step % interval == 0)):
             checkpoints.save(progress, state, blocking=False)
             last_save = time.monotonic()
 
-    completed = progress.step >= config.total_steps
+    completed = progress.step >= total_steps
     if completed:
         checkpoints.save(progress, state, blocking=True)
     checkpoints.close()
@@ -221,7 +222,7 @@ def train(config: TrainerConfig, world: World, plan: DevicePlan, stop: StopReque
     summary = RunSummary(
         completed=completed,
         step=progress.step,
-        total_steps=config.total_steps,
+        total_steps=total_steps,
         samples=progress.consumed_samples,
         loss=progress.loss if progress.loss is not None else float("nan"),
         initial_loss=progress.initial_loss if progress.initial_loss is not None else float("nan"),

@@ -84,10 +84,12 @@ def fit_to_feasible(spot: int, on_demand: int, feasible: list[int]) -> Size:
 
 
 def measuring_first(request: SizingRequest) -> SizeDecision | None:
-    """With neither a measurement nor a `throughputPrior`, the policy would size blind: start the
-    smallest feasible world (on spot when any is obtainable) and let the first measurement decide."""
+    """With neither a measurement nor a `throughputPrior` (or, for an `epochs` job, before the trainer
+    has reported its length in steps), the policy would size blind: start the smallest feasible world
+    (on spot when any is obtainable) and let the first measurement decide."""
     spec, status = request.spec, request.status
-    if status.throughput.curve or spec.throughput_prior is not None:
+    length_known = bool(status.total_steps or spec.total_steps)  # with `epochs`, the trainer reports it
+    if length_known and (status.throughput.curve or spec.throughput_prior is not None):
         return None
     workers = min(request.feasible_sizes)
     spot_ok = spec.capacity.spot.enabled and (request.spot_available is None or request.spot_available >= workers)
