@@ -7,6 +7,7 @@ and, in principle, any API server that accepts unauthenticated HTTP.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import json
@@ -204,7 +205,7 @@ class _Expired(Exception):
     """The watch's resourceVersion is too old (410 Gone): the cache must be rebuilt from a list."""
 
 
-class Controller:
+class Controller(abc.ABC):
     """A reconcile loop woken by informer changes, with a periodic resync as a safety net."""
 
     resync_s = 2.0
@@ -215,8 +216,9 @@ class Controller:
     def wake(self) -> None:
         self._wake.set()
 
+    @abc.abstractmethod
     async def reconcile(self) -> None:
-        raise NotImplementedError
+        """Bring the world one step closer to what the API says."""
 
     async def run(self) -> None:
         while True:
