@@ -95,6 +95,20 @@ def test_reapplying_a_changed_pod_patches_it(pod_manifest: Path, k8s: ApiClient)
     assert "kubectl.kubernetes.io/last-applied-configuration" in pod.metadata.annotations
 
 
+def test_server_dry_run_apply_diff_and_delete_change_nothing(pod_manifest: Path, k8s: ApiClient) -> None:
+    kubectl("apply", "-f", str(pod_manifest))
+    before = CoreV1Api(k8s).read_namespaced_pod("trainer", "default")
+    pod_manifest.write_text(POD_MANIFEST.replace('value: "1"', 'value: "2"'))
+    assert "(server dry run)" in kubectl("apply", "--dry-run=server", "-f", str(pod_manifest)).stdout
+    diff = kubectl("diff", "-f", str(pod_manifest), check=False)
+    assert diff.returncode == 1 and '+      value: "2"' in diff.stdout, diff.stdout + diff.stderr
+    assert "(server dry run)" in kubectl("delete", "--dry-run=server", "-f", str(pod_manifest)).stdout
+    after = CoreV1Api(k8s).read_namespaced_pod("trainer", "default")
+    assert after.spec.containers[0].env[0].value == "1"
+    assert after.metadata.resource_version == before.metadata.resource_version
+    assert after.metadata.deletion_timestamp is None
+
+
 def test_get_pods_by_label_logs_wait_and_delete(pod_manifest: Path, k8s: ApiClient, logs_dir: Path) -> None:
     kubectl("apply", "-f", str(pod_manifest))
     listed = kubectl("get", "pods", "-l", "elasticft.io/role=worker").stdout.splitlines()

@@ -282,7 +282,8 @@ class Routes:
     async def _write(self, request: web.Request, target: Target, new: dict[str, Any]) -> web.Response:
         new["apiVersion"], new["kind"] = target.resource.api_version, target.resource.kind
         obj, warnings = self._admit(request, target, new)
-        updated = self.store.update(target.resource, target.namespace, target.name, obj, target.subresource)
+        updated = self.store.update(target.resource, target.namespace, target.name, obj, target.subresource,
+                                    dry_run=request.query.get("dryRun") == "All")
         return _json(self._versioned(target, updated), 200, self._warning_headers(warnings))
 
     async def _replace(self, request: web.Request, target: Target) -> web.Response:
@@ -316,6 +317,8 @@ class Routes:
 
     async def _delete(self, request: web.Request, target: Target) -> web.Response:
         options = DeleteOptions.from_body(await self._body(request), request.query)
+        if options.dry_run:  # what would be deleted; nothing changes
+            return _json(self._versioned(target, self.store.get(target.resource, target.namespace, target.name)))
         obj = self.store.delete(target.resource, target.namespace, target.name, options)
         # 202 while finalizers or a graceful termination keep the object around, as the real server answers.
         return _json(self._versioned(target, obj), 202 if self._exists(target) else 200)
@@ -334,6 +337,9 @@ class Routes:
         deleted = []
         for obj in self.store.list_objects(target.resource, namespace, matches):
             meta = obj["metadata"]
+            if options.dry_run:
+                deleted.append(obj)
+                continue
             with contextlib.suppress(ApiError):
                 deleted.append(self.store.delete(target.resource, meta.get("namespace", ""), meta["name"], options))
         return _json({"kind": f"{target.resource.kind}List", "apiVersion": target.resource.api_version,

@@ -87,6 +87,7 @@ class DeleteOptions:
     propagation_policy: str = "Background"
     precondition_uid: str | None = None
     precondition_resource_version: str | None = None
+    dry_run: bool = False
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any] | None, query: Mapping[str, str]) -> DeleteOptions:
@@ -96,8 +97,9 @@ class DeleteOptions:
         policy = body.get("propagationPolicy") or query.get("propagationPolicy") or "Background"
         if body.get("orphanDependents") is True or query.get("orphanDependents") == "true":
             policy = "Orphan"
+        dry_run = "All" in (body.get("dryRun") or ()) or query.get("dryRun") == "All"
         return cls(None if grace is None else int(grace), policy,
-                   preconditions.get("uid"), preconditions.get("resourceVersion"))
+                   preconditions.get("uid"), preconditions.get("resourceVersion"), dry_run)
 
 
 def _generation_source(resource: ResourceType, obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -245,7 +247,7 @@ class Store:
         return obj
 
     def update(self, resource: ResourceType, namespace: str, name: str, body: dict[str, Any],
-               subresource: str = "") -> dict[str, Any]:
+               subresource: str = "", dry_run: bool = False) -> dict[str, Any]:
         """Replace an object (PUT, or the result of a PATCH), honouring the status subresource rules.
 
         `subresource` is "" for the main resource (status kept as it was), "status" (only status taken)
@@ -296,8 +298,8 @@ class Store:
                                     f"is being deleted, found new finalizers {sorted(added)}")
         if _generation_source(resource, new) != _generation_source(resource, old):
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
-        if new == old:
-            return old
+        if new == old or dry_run:  # dryRun=All: the result of the write, nothing stored or emitted
+            return new if dry_run else old
         meta["resourceVersion"] = self._next_version()
         self._forget_owner_refs(resource, old)
         self._put(resource, new)
