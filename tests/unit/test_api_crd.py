@@ -19,13 +19,16 @@ SCHEMA_REJECTS = [
     "batch-string", "bad-mode", "bad-precision", "zero-steps", "negative-price", "keep-zero",
     "missing-batch", "bad-toleration-effect", "lora-rank-zero", "missing-spec", "spec-is-list",
     "bad-pricing-source", "negative-budget", "efficiency-above-one", "zero-min-workers",
+    "bad-cooldown", "bad-max-duration", "deadline-not-a-time",
 ]
 
 
 def schema_validator() -> Draft4Validator:
-    # Kubernetes' openAPIV3Schema follows draft 4 semantics (boolean exclusiveMinimum).
+    # Kubernetes' openAPIV3Schema follows draft 4 semantics (boolean exclusiveMinimum); like the API
+    # server it checks formats (date-time).
     crd = yaml.safe_load(CRD_FILE.read_text())
-    return Draft4Validator(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+    return Draft4Validator(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"],
+                           format_checker=Draft4Validator.FORMAT_CHECKER)
 
 
 def test_committed_crd_equals_generator_output() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|h|m|s))+$")
@@ -35,5 +35,6 @@ def _check(text: str) -> str:
     return text
 
 
-Duration = Annotated[str, AfterValidator(_check)]
-"""A duration kept as the user wrote it (so status and YAML round-trip), checked on input."""
+Duration = Annotated[str, AfterValidator(_check), Field(json_schema_extra={"pattern": DURATION_PATTERN})]
+"""A duration kept as the user wrote it (so status and YAML round-trip), checked on input; the CRD
+carries the same pattern so the API server rejects a malformed one too."""
