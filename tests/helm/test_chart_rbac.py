@@ -11,22 +11,22 @@ Grant = tuple[str, str]  # (apiGroup, resource)
 
 # What the operator does in the namespaces it watches (see charts/elasticft/templates/rbac.yaml for why).
 NAMESPACED_GRANTS: dict[Grant, set[str]] = {
-    ("elasticft.io", "finetunejobs"): {"get", "list", "watch", "patch", "update"},
-    ("elasticft.io", "finetunejobs/status"): {"get", "patch", "update"},
-    ("", "pods"): {"get", "list", "watch", "create", "delete", "patch"},
-    ("", "services"): {"get", "list", "watch", "create", "delete"},
-    ("", "persistentvolumeclaims"): {"get", "list", "watch", "create"},
-    ("", "configmaps"): {"get", "list", "watch"},
-    ("", "events"): {"create", "patch"},
-    ("events.k8s.io", "events"): {"create", "patch"},
+    ("elasticft.io", "finetunejobs"): {"get", "list", "watch", "patch"},
+    ("elasticft.io", "finetunejobs/status"): {"patch"},
+    ("elasticft.io", "finetunejobs/finalizers"): {"update"},
+    ("", "pods"): {"list", "create", "delete"},
+    ("", "services"): {"get", "create"},
+    ("", "persistentvolumeclaims"): {"get", "create"},
+    ("", "configmaps"): {"get"},
+    ("", "events"): {"create"},
 }
 # Cluster-scoped reads, needed in both modes.
 CLUSTER_GRANTS: dict[Grant, set[str]] = {
-    ("", "nodes"): {"get", "list", "watch"},
-    ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
+    ("", "nodes"): {"list"},
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
 }
-# Only kopf's cluster-wide mode follows namespaces.
-ALL_NAMESPACES_GRANTS: dict[Grant, set[str]] = {("", "namespaces"): {"get", "list", "watch"}}
+# Only kopf's namespaced mode follows namespaces (to start and stop per-namespace watches).
+NAMESPACED_MODE_GRANTS: dict[Grant, set[str]] = {("", "namespaces"): {"list", "watch"}}
 
 # The release is named after the chart, so every object is simply named after the release.
 OPERATOR_ACCOUNT = {"kind": "ServiceAccount", "name": RELEASE, "namespace": RELEASE_NAMESPACE}
@@ -46,7 +46,7 @@ def granted(rules: list[dict[str, Any]]) -> dict[Grant, set[str]]:
 def test_all_namespaces_mode_grants_exactly_the_operator_table_in_one_cluster_role(chart: HelmChart) -> None:
     rendered = chart.template()
     cluster_role = rendered.only("ClusterRole")
-    assert granted(cluster_role["rules"]) == NAMESPACED_GRANTS | CLUSTER_GRANTS | ALL_NAMESPACES_GRANTS
+    assert granted(cluster_role["rules"]) == NAMESPACED_GRANTS | CLUSTER_GRANTS
     assert rendered.of_kind("Role") == [] and rendered.of_kind("RoleBinding") == []
     binding = rendered.only("ClusterRoleBinding")
     assert binding["roleRef"] == {
@@ -56,11 +56,11 @@ def test_all_namespaces_mode_grants_exactly_the_operator_table_in_one_cluster_ro
     assert rendered.only("ServiceAccount")["metadata"]["name"] == OPERATOR_ACCOUNT["name"]
 
 
-def test_namespaced_mode_grants_each_watched_namespace_a_role_and_cluster_wide_only_nodes_and_crds(
+def test_namespaced_mode_grants_each_watched_namespace_a_role_and_cluster_wide_only_reads(
     chart: HelmChart,
 ) -> None:
     rendered = chart.template(SCENARIO_DIR / "namespaced.yaml")
-    assert granted(rendered.only("ClusterRole")["rules"]) == CLUSTER_GRANTS
+    assert granted(rendered.only("ClusterRole")["rules"]) == CLUSTER_GRANTS | NAMESPACED_MODE_GRANTS
     assert rendered.only("ClusterRoleBinding")["subjects"] == [OPERATOR_ACCOUNT]
     roles = {role["metadata"]["namespace"]: role for role in rendered.of_kind("Role")}
     assert sorted(roles) == ["team-a", "team-b"]
