@@ -10,7 +10,7 @@ import pytest
 from elasticft.api.models import FineTuneJob, FineTuneJobStatus, Phase
 from elasticft.controller.builders import JobRef, WorkerPlacement, worker_pod
 from elasticft.controller.names import ON_DEMAND, SPOT, worker_name
-from elasticft.controller.observe import NodeView, PodView, TrainerSummary, pod_view
+from elasticft.controller.observe import NodeView, PodView, TrainerSummary, node_view, pod_view
 from elasticft.controller.reconcile import (
     Measurement,
     Observed,
@@ -305,3 +305,111 @@ def test_without_prior_or_measurement_the_job_starts_small_to_measure() -> None:
                             recent_preemption=False)
     decision = decide_size(request)
     assert decision.size == Size(1, 0) and "measure" in decision.reason
+
+
+def spot_node(name: str, taints: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    return {"metadata": {"name": name, "labels": {"karpenter.sh/capacity-type": "spot"}},
+            "spec": {"taints": taints or []}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+def worker_manifest(gen: int, index: int, capacity: str, node: str) -> dict[str, Any]:
+    return {"metadata": {"name": worker_name("ft", gen, index), "creationTimestamp": T0.isoformat(),
+                         "labels": {"elasticft.io/role": "worker", "elasticft.io/generation": str(gen),
+                                    "elasticft.io/index": str(index), "elasticft.io/capacity-type": capacity}},
+            "spec": {"nodeName": node},
+            "status": {"phase": "Running", "podIP": f"127.0.0.{index + 2}",
+                       "conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+@pytest.mark.parametrize("taint", ["aws-node-termination-handler/spot-itn",
+                                   "cloud.google.com/impending-node-termination",
+                                   "node.kubernetes.io/out-of-service"])
+def test_a_termination_taint_on_the_node_is_a_preemption_not_a_failure(taint: str) -> None:
+    job, _ = running_job(Size(2, 1))
+    nodes = [node_view(spot_node("spot-a", [{"key": taint, "effect": "NoSchedule"}])), node_view(spot_node("spot-b"))]
+    assert [n.terminating for n in nodes] == [True, False]
+    terminating = {n.name for n in nodes if n.terminating}
+    manifests = [worker_manifest(1, 0, ON_DEMAND, "od-1"), worker_manifest(1, 1, SPOT, "spot-a"),
+                 worker_manifest(1, 2, SPOT, "spot-b")]
+    views = [pod_view(m, terminating) for m in manifests]
+    assert [v.disrupted for v in views] == [False, True, False]
+    plan = step(job, observed([rdzv(), *views], now=T0 + timedelta(seconds=40), nodes=nodes), Size(1, 1))
+    assert plan.status.preemptions == 1 and plan.status.restarts == 0
+    assert plan.status.generation == 2 and plan.status.phase == Phase.RECOVERING
+    assert any(e.reason == "Preempted" and "spot-a" in e.message for e in plan.events)
+    assert not any(e.reason == "WorkerFailed" for e in plan.events)
+
+
+def test_a_failed_generation_waits_out_its_backoff_before_relaunching() -> None:
+    job, _ = running_job(Size(0, 1))
+    failed_at = T0 + timedelta(seconds=40)
+    crashed = [worker(1, 0, ON_DEMAND, phase="Failed", exit_code=1, ready=False)]
+    plan = step(job, observed([rdzv(), *crashed], now=failed_at), Size(0, 1))
+    assert plan.status.restarts == 1 and plan.status.preemptions == 0
+    assert any(e.reason == "WorkerFailed" and e.type == "Warning" for e in plan.events)
+    # the crashed pod is gone; inside the backoff (5 s after the first failure) nothing is launched
+    plan = step(job, observed([rdzv()], now=failed_at + timedelta(seconds=2)), Size(0, 1))
+    assert not [m for m in plan.create if m["kind"] == "Pod"]
+    plan = step(job, observed([rdzv()], now=failed_at + timedelta(seconds=6)), Size(0, 1))
+    assert [m["metadata"]["name"] for m in plan.create if m["kind"] == "Pod"] == ["ft-g2-w0"]
+
+
+def test_conditions_and_observed_generation_follow_the_spec() -> None:
+    job, pods = running_job(Size(1, 1))
+    conditions = {c.type: (c.status, c.reason) for c in (job.status.conditions if job.status else [])}
+    assert conditions["Valid"] == ("True", "SpecValid")
+    assert conditions["Ready"] == ("True", "WorkersReady")
+    assert conditions["Progressing"] == ("True", "Training")
+    job.metadata.generation = 4  # the user edited the spec three times
+    plan = step(job, observed([rdzv(), *pods], now=T0 + timedelta(seconds=50)), Size(1, 1))
+    assert plan.status.observed_generation == 4
+    assert all(c.observed_generation == 4 for c in plan.status.conditions if c.type == "Valid")
+
+
+def test_suspend_and_resume_set_the_suspended_condition_and_events() -> None:
+    job, pods = running_job(Size(1, 1))
+    job.spec.suspend = True
+    plan = step(job, observed([rdzv(), *pods], now=T0 + timedelta(minutes=2)))
+    conditions = {c.type: (c.status, c.reason) for c in plan.status.conditions}
+    assert conditions["Suspended"] == ("True", "SuspendRequested")
+    assert conditions["Progressing"] == ("False", "Suspended")
+    assert [e.reason for e in plan.events] == ["Suspended"]
+    # a second look while suspended posts nothing new and creates nothing
+    plan = step(job, observed([rdzv()], now=T0 + timedelta(minutes=2, seconds=5)))
+    assert plan.events == [] and not [m for m in plan.create if m["kind"] == "Pod"]
+    job.spec.suspend = False
+    plan = step(job, observed([rdzv()], now=T0 + timedelta(minutes=3)), Size(1, 1))
+    conditions = {c.type: (c.status, c.reason) for c in plan.status.conditions}
+    assert conditions["Suspended"] == ("False", "Resumed")
+    assert [e.reason for e in plan.events] == ["Resumed", "Started"]
+
+
+def test_failure_after_max_restarts_says_why_in_the_failed_condition() -> None:
+    job, _ = running_job(Size(0, 1))
+    job.spec.elastic.max_restarts = 0
+    crashed = [worker(1, 0, ON_DEMAND, phase="Failed", exit_code=3, ready=False)]
+    plan = step(job, observed([rdzv(), *crashed], now=T0 + timedelta(seconds=40)), Size(0, 1))
+    assert plan.status.phase == Phase.FAILED
+    failed = next(c for c in plan.status.conditions if c.type == "Failed")
+    assert failed.status == "True" and "maxRestarts=0" in failed.message and "ft-g1-w0" in failed.message
+    assert any(e.reason == "Failed" and e.type == "Warning" for e in plan.events)
+    assert "ft-g1-w0" in plan.delete and "ft-rdzv" in plan.delete
+    # a failed job stays failed: no new generation on the next look
+    plan = step(job, observed([rdzv()], now=T0 + timedelta(minutes=2)), Size(0, 1))
+    assert plan.status.phase == Phase.FAILED and plan.status.generation == 1 and not plan.create
+
+
+def test_the_operator_policy_holds_within_the_rescale_cooldown() -> None:
+    job = make_job(objective={"mode": "MinTime", "maxDuration": "2h"},
+                   throughputPrior={"samplesPerSecond": 10, "serialFraction": 0.05})
+    step(job, observed([]), Size(1, 0))
+    step(job, observed([rdzv()]), Size(1, 0))
+    pods = [worker(1, 0, SPOT)]
+    step(job, observed([rdzv(), *pods], now=T0 + timedelta(seconds=5)), Size(1, 0))
+    assert job.status is not None and job.status.phase == Phase.RUNNING
+    nodes = [NodeView(f"spot-{i}", {"karpenter.sh/capacity-type": "spot"}, True, False) for i in range(4)]
+    inside = plan_reconcile(job, observed([rdzv(), *pods], now=T0 + timedelta(seconds=30), nodes=nodes), decide_size)
+    assert inside.status.generation == 1 and inside.delete == [] and "cooldown" in inside.status.last_decision
+    after = plan_reconcile(job, observed([rdzv(), *pods], now=T0 + timedelta(minutes=2), nodes=nodes), decide_size)
+    assert after.status.generation == 2 and after.status.workers.desired > 1
+    assert any(e.reason == "Rescaled" for e in after.events)
