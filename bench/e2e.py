@@ -3,7 +3,10 @@
     python bench/e2e.py --json bench/results/e2e.json
 
 Writes wall_s, steps_total, steps_lost, preemptions, rescales, sigterm_to_resumed_s (median over
-preemptions: reclaim notice -> the next generation training), cost, final_loss, initial_loss.
+preemptions: reclaim notice -> the next generation training), cost, final_loss, initial_loss, and
+resume_timeline: seconds from the first reclaim notice to each step back to training (SIGTERM at the
+trainer, emergency checkpoint saved, next pods created and started, trainers up, checkpoint loaded,
+Running seen), read from the worker logs and pod timestamps, to show where that interval goes.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ def main() -> int:
     for key in KEYS:
         print(f"| {key} | {report[key]} |")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({key: report[key] for key in KEYS} | {"phase": report["phase"]}, indent=2) + "\n")
+    print(f"| resume_timeline | {report['resume_timeline']} |")
+    extra = {"phase": report["phase"], "resume_timeline": report["resume_timeline"]}
+    args.json.write_text(json.dumps({key: report[key] for key in KEYS} | extra, indent=2) + "\n")
     return 0 if report["phase"] == "Succeeded" else 1
 
 

@@ -10,14 +10,16 @@ prints what happened and leaves the checkpoints in the state directory.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import re
+import signal
 import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any, TextIO
 
 import yaml
@@ -40,7 +42,12 @@ SPOT_BACK_AT = 2 / 3
 SPOT_BACK_NODES = 2
 _STOPPING = re.compile(r"stopping after step (\d+)")
 _RESUMED = re.compile(r"resumed at step (\d+)")
+_PROGRESS = re.compile(r"INFO elasticft_trainer: step (\d+)/\d+ loss")
 _SUMMARY = re.compile(r"ELASTICFT_SUMMARY (\{.*\})")
+# Timestamps of the trainer's own lines (logging's asctime, local time) and of torchrun's (glog style).
+_TRAINER_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) rank=\d+ ", re.MULTILINE)
+_SIGTERM = re.compile(r"^(?:(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*SIGTERM received"
+                      r"|[WI](\d{4}) (\d\d:\d\d:\d\d\.\d+) .*Received 15 death signal)", re.MULTILINE)
 
 
 @dataclass
@@ -56,6 +63,8 @@ class DemoReport:
     rescales: int = 0
     generations: int = 0
     sigterm_to_resumed_s: list[float] = field(default_factory=list)
+    # Where the first reclaim's notice -> training-again interval went (seconds since the notice).
+    resume_timeline: dict[str, float] = field(default_factory=dict)
     cost: float = 0.0
     initial_loss: float | None = None
     final_loss: float | None = None
@@ -84,29 +93,85 @@ def status_line(job: Job | None, elapsed_s: float) -> str:
 
 
 def _log_facts(logs_dir: Path, namespace: str, job: str) -> tuple[int, float | None]:
-    """Steps lost over all restarts (last step a generation finished − step the next resumed at) and
-    the first run's initial loss, read from the workers' logs that the sandbox keeps."""
+    """Steps lost over all restarts and the job's initial loss, read from the workers' logs that the
+    sandbox keeps.
+
+    A step is lost when a generation trained it and a later one had to train it again: walking the
+    generations in order, each one that started training (it logged "resumed at step N", or trained
+    from step 0) loses `furthest step trained so far - N`. A generation that never began training
+    (drained before it loaded its checkpoint) starts nothing and loses nothing. The furthest step of
+    a generation is the most its logs show: its summary, "stopping after step N" or a progress line.
+    """
     generations: dict[int, dict[str, int]] = {}
     initial_loss = None
     for log in sorted((logs_dir / namespace).glob(f"{job}-g*-w*/*.log")):
         gen = int(log.parent.name.split("-g")[-1].split("-w")[0])
         facts = generations.setdefault(gen, {})
         text = log.read_text(errors="replace")
-        for match in _STOPPING.finditer(text):
-            facts["stopped"] = max(facts.get("stopped", 0), int(match.group(1)))
+        reached = [int(m.group(1)) for pattern in (_STOPPING, _PROGRESS) for m in pattern.finditer(text)]
         for match in _RESUMED.finditer(text):
-            facts["resumed"] = int(match.group(1))
+            facts["start"] = int(match.group(1))
         for match in _SUMMARY.finditer(text):
             summary = json.loads(match.group(1))
-            facts["stopped"] = max(facts.get("stopped", 0), int(summary.get("step", 0)))
-            if gen == 1 and initial_loss is None:
-                initial_loss = summary.get("initial_loss")
-    lost = 0
-    ordered = sorted(generations)
-    for before, after in itertools.pairwise(ordered):
-        if "stopped" in generations[before]:
-            lost += max(generations[before]["stopped"] - generations[after].get("resumed", 0), 0)
-    return lost, initial_loss
+            reached.append(int(summary.get("step", 0)))
+            loss = summary.get("initial_loss")
+            # The initial loss travels in the checkpoint: any generation's summary carries the first one's.
+            if isinstance(loss, int | float) and loss == loss and (initial_loss is None or gen < initial_loss[0]):
+                initial_loss = (gen, float(loss))
+        if reached:
+            facts["furthest"] = max(facts.get("furthest", 0), *reached)
+            facts.setdefault("start", 0)  # trained without resuming: from step 0
+    lost = furthest = 0
+    for gen in sorted(generations):
+        facts = generations[gen]
+        if "start" in facts:
+            lost += max(furthest - facts["start"], 0)
+        furthest = max(furthest, facts.get("furthest", 0))
+    return lost, initial_loss[1] if initial_loss else None
+
+
+def _log_time(text: str) -> float:
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f").timestamp()  # local time, like time.time()
+
+
+def _resume_timeline(logs_dir: Path, namespace: str, job: str, reclaimed_gen: int, notice_at: float,
+                     next_pods: list[Job]) -> dict[str, float]:
+    """Seconds from the reclaim notice to each step on the way back to training, from the logs of the
+    reclaimed generation and of the first one after it, and the new pods' API timestamps (1 s)."""
+    def since(moment: float | None) -> float | None:
+        return round(moment - notice_at, 2) if moment is not None else None
+
+    marks: dict[str, float | None] = {}
+    old = "".join(p.read_text(errors="replace")
+                  for p in (logs_dir / namespace).glob(f"{job}-g{reclaimed_gen}-w*/*.log"))
+    sigterms = []
+    for match in _SIGTERM.finditer(old):
+        if match.group(1):
+            sigterms.append(_log_time(match.group(1)))
+        else:  # torchrun's glog line: MMDD HH:MM:SS.ffffff, this year
+            year = datetime.fromtimestamp(notice_at).year
+            moment = datetime.strptime(f"{year}{match.group(2)} {match.group(3)}", "%Y%m%d %H:%M:%S.%f")
+            sigterms.append(moment.timestamp())
+    marks["sigterm"] = since(min(sigterms)) if sigterms else None
+    saved = [_log_time(m.group(1)) for m in re.finditer(
+        r"^(\S+ \S+) rank=\d+ INFO elasticft_trainer.checkpoint: checkpoint committed", old, re.MULTILINE)]
+    marks["emergency_checkpoint_saved"] = since(max(saved)) if saved and sigterms else None
+    created = [_api_time(p["metadata"].get("creationTimestamp")) for p in next_pods]
+    started = [_api_time((p.get("status") or {}).get("startTime")) for p in next_pods]
+    marks["next_pods_created"] = since(max(filter(None, created), default=None))
+    marks["next_pods_started"] = since(max(filter(None, started), default=None))
+    new = [p.read_text(errors="replace") for pod in next_pods
+           for p in (logs_dir / namespace / pod["metadata"]["name"]).glob("*.log")]
+    first_lines = [_TRAINER_TIME.search(text) for text in new]
+    marks["trainers_up"] = since(max((_log_time(m.group(1)) for m in first_lines if m), default=None))
+    resumed = [re.search(r"^(\S+ \S+) rank=\d+ INFO elasticft_trainer: resumed at step", text, re.MULTILINE)
+               for text in new]
+    marks["checkpoint_loaded"] = since(max((_log_time(m.group(1)) for m in resumed if m), default=None))
+    return {key: value for key, value in marks.items() if value is not None}
+
+
+def _api_time(value: str | None) -> float | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC).timestamp() if value else None
 
 
 def run_demo(job_file: Path, state_dir: Path, out: TextIO = sys.stdout, timeout_s: float = 900,
@@ -124,6 +189,7 @@ def run_demo(job_file: Path, state_dir: Path, out: TextIO = sys.stdout, timeout_
         print(f"sandbox up: export KUBECONFIG={cluster.kubeconfig}", file=out)
         print(cluster.kubectl("apply", "-f", str(job_file)).strip(), file=out)
         reclaimed_at: float | None = None
+        notice_wall = 0.0
         reclaimed_generation = 0
         spot_back = False
         last_line = ""
@@ -146,10 +212,16 @@ def run_demo(job_file: Path, state_dir: Path, out: TextIO = sys.stdout, timeout_
                 if node:
                     print(f"*** spot reclaim of {node} (notice {DEMO_POOLS['reclaim_notice_s']} s)", file=out)
                     cluster.sandbox.reclaim(node)
-                    reclaimed_at, reclaimed_generation = time.monotonic(), int(status.get("generation", 0))
+                    reclaimed_at, notice_wall = time.monotonic(), time.time()
+                    reclaimed_generation = int(status.get("generation", 0))
             if reclaimed_at is not None and not report.sigterm_to_resumed_s and phase(job) == "Running" \
                     and int(status.get("generation", 0)) > reclaimed_generation:
                 report.sigterm_to_resumed_s.append(round(time.monotonic() - reclaimed_at, 1))
+                next_pods = cluster.pods(namespace, f"elasticft.io/job={name},elasticft.io/role=worker,"
+                                         f"elasticft.io/generation={status.get('generation')}")
+                report.resume_timeline = _resume_timeline(
+                    cluster.sandbox.logs_dir, namespace, name, reclaimed_generation, notice_wall, next_pods)
+                report.resume_timeline["running_seen"] = round(time.time() - notice_wall, 2)
             if scripted_events and not spot_back and done >= SPOT_BACK_AT and reclaimed_at is not None:
                 nodes = cluster.sandbox.add_nodes("spot", SPOT_BACK_NODES)
                 print(f"*** spot capacity back: {', '.join(nodes)}", file=out)
@@ -171,7 +243,9 @@ def run_demo(job_file: Path, state_dir: Path, out: TextIO = sys.stdout, timeout_
         events = cluster.kubectl("get", "events", "-n", namespace, "--field-selector",
                                  f"involvedObject.name={name}", "-o", "json")
         print("\nevents:", file=out)
-        for event in json.loads(events)["items"]:
+        items = json.loads(events)["items"]
+        items.sort(key=lambda e: e.get("eventTime") or e.get("firstTimestamp") or e.get("lastTimestamp") or "")
+        for event in items:
             print(f"  {event['reason']:<10} {event['message']}", file=out)
     print_summary(report, out)
     return report
@@ -189,6 +263,8 @@ def print_summary(report: DemoReport, out: TextIO) -> None:
     loss = (f"{report.initial_loss:.3f} -> {report.final_loss:.3f}"
             if report.initial_loss is not None and report.final_loss is not None else "unknown")
     resume = f"{report.median_resume_s:.1f} s" if report.median_resume_s is not None else "-"
+    if report.resume_timeline:
+        resume += " (" + ", ".join(f"{k.replace('_', ' ')} +{v:.1f}" for k, v in report.resume_timeline.items()) + ")"
     print(f"""
 summary of {report.job}: {report.phase} in {report.wall_s:.0f} s
   steps            {report.steps_total} ({report.generations} generations, {report.rescales} rescales)
@@ -206,8 +282,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")
 
 
+def _stop_on_sigterm(signum: int, _: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through LocalCluster, which stops every process it started
+
+
 def run(args: argparse.Namespace) -> int:
     """`elasticft sandbox run`: exit 0 when the job Succeeded."""
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     report = run_demo(args.job, args.state_dir, timeout_s=args.timeout, scripted_events=not args.no_events)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from ftj_testing import job_status as status
 from ftj_testing import worker_pods
 
 from elasticft_sandbox.cluster import Job, LocalCluster, phase
-from elasticft_sandbox.demo import run_demo
+from elasticft_sandbox.demo import _log_facts, run_demo
 
 pytestmark = pytest.mark.e2e
 
@@ -78,18 +78,6 @@ def trainer_job(name: str, steps: int = 160, **spec: Any) -> dict[str, Any]:
             "spec": body}
 
 
-
-
-
-
-
-
-
-
-
-
-
-
 def checkpoint_root(cluster: LocalCluster, namespace: str, name: str) -> Path:
     """Where the sandbox keeps the job's claim, as the trainer sees /checkpoints/NS/NAME."""
     return cluster.state_dir / "volumes" / namespace / f"{name}-checkpoints" / namespace / name
@@ -111,12 +99,18 @@ def test_newcomer_demo_trains_through_a_reclaim_with_no_step_lost(tmp_path: Path
         report = run_demo(REPO / "examples" / "finetunejob.yaml", tmp_path / "state", out=out, timeout_s=420)
     text = log.read_text()
     assert report.phase == "Succeeded", text
+    assert " Running " in text, "the live line never showed the job Running"
     assert report.steps_total == 600 and report.preemptions >= 1 and report.steps_lost == 0, text
     assert report.initial_loss is not None and report.final_loss is not None
     assert report.final_loss < report.initial_loss
     root = tmp_path / "state" / "volumes" / "default" / "gpt-tiny-lora-checkpoints" / "default" / "gpt-tiny-lora"
     assert latest_step(root) == 600
     assert "spot reclaim" in text and "summary of gpt-tiny-lora: Succeeded" in text
+    # after the reclaim the job went on in a later generation, at the size the policy chose, and finished there
+    assert report.sigterm_to_resumed_s, "no generation after the reclaim reached Running"
+    assert report.generations >= 2 and "Preempted" in text and "Recovering" in text
+    for key in ("steps", "preemptions", "loss", "cost"):
+        assert f"\n  {key} " in text, f"the summary has no {key} line"
 
 
 def test_losing_worker_zero_and_the_rendezvous_node_completes(cluster: LocalCluster, spot_restored: None) -> None:
@@ -158,6 +152,7 @@ def test_operator_killed_mid_job_completes_without_duplicate_workers(cluster: Lo
     before = cluster.wait_for_job("opkill", "opkill", lambda j: phase(j) == "Running" and status(j)["step"] >= 30,
                                   180)
     generation = status(before)["generation"]
+    uids_before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in worker_pods(cluster, "opkill", "opkill")}
     cluster.operator.stop(hard=True)
     time.sleep(2)
     cluster.operator.start()
@@ -165,8 +160,13 @@ def test_operator_killed_mid_job_completes_without_duplicate_workers(cluster: Lo
     pods = worker_pods(cluster, "opkill", "opkill")
     assert {p["metadata"]["labels"]["elasticft.io/generation"] for p in pods} == {str(generation)}
     assert len(pods) == status(before)["workers"]["desired"]
+    # the very same pods: none replaced, none added beside them
+    assert {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods} == uids_before
+    after = cluster.get_job("opkill", "opkill")
+    assert status(after)["generation"] == generation and status(after)["step"] >= status(before)["step"]
     done = cluster.wait_for_job("opkill", "opkill", lambda j: phase(j) in ("Succeeded", "Failed"), 300)
     assert_trained(done, 300)
+    assert status(done)["generation"] == generation  # the restart caused no new generation
 
 
 def test_truncated_latest_checkpoint_falls_back_to_the_previous(cluster: LocalCluster) -> None:
@@ -189,6 +189,9 @@ def test_truncated_latest_checkpoint_falls_back_to_the_previous(cluster: LocalCl
     assert_trained(done, 240)
     logs = "".join(p.read_text(errors="replace") for p in (cluster.sandbox.logs_dir / "trunc").glob("*/*.log"))
     assert "unusable" in logs and latest.name in logs
+    previous = step_dirs[-2].name if step_dirs[-1] == latest else None
+    if previous is not None:
+        assert f"resuming from checkpoint {root / previous}" in logs
 
 
 def test_invalid_job_is_rejected_and_the_operator_keeps_serving(cluster: LocalCluster) -> None:
@@ -217,6 +220,9 @@ def test_two_jobs_in_two_namespaces_do_not_cross(cluster: LocalCluster) -> None:
     assert_trained(done_b, 80)
     assert latest_step(checkpoint_root(cluster, "team-a", "shared-name")) == 60
     assert latest_step(checkpoint_root(cluster, "team-b", "shared-name")) == 80
+    for namespace, steps in (("team-a", 60), ("team-b", 80)):
+        completed = [e for e in events(cluster, namespace, "shared-name") if e.startswith("Completed")]
+        assert len(completed) == 1 and f"trained {steps} steps" in completed[0], completed
 
 
 def _free_port() -> int:
@@ -264,3 +270,21 @@ def test_operator_reads_throughput_from_a_real_prometheus(cluster: LocalCluster,
         discovery.join(5)
         prometheus.terminate()
         prometheus.wait(20)
+
+
+def test_steps_lost_counts_only_steps_trained_twice(tmp_path: Path) -> None:
+    """The demo's `steps lost`, on logs written the way the trainer writes them."""
+    def write(gen: int, text: str) -> None:
+        path = tmp_path / "ns" / f"job-g{gen}-w0" / "trainer.log"
+        path.parent.mkdir(parents=True)
+        path.write_text(text)
+
+    line = "2026-01-01 10:00:00,000 rank=0 INFO elasticft_trainer: "
+    summary = 'ELASTICFT_SUMMARY {"completed": false, "step": %d, "initial_loss": 5.5, "reason": "sigterm"}\n'
+    write(1, f"{line}step 1/300 loss 5.5000\n{line}step 100/300 loss 4.0\n")  # killed after 100 without saving
+    write(2, "")  # drained before it loaded anything
+    write(3, f"{line}resumed at step 80 (640 samples consumed) in 0.1 s\n{line}step 150/300 loss 3.0\n"
+             + summary % 150)
+    write(4, f"{line}resumed at step 150 (1200 samples consumed) in 0.1 s\n" + summary % 300)
+    lost, initial = _log_facts(tmp_path, "ns", "job")
+    assert lost == 20 and initial == 5.5
