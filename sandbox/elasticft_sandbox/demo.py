@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import signal
 import statistics
 import sys
@@ -181,6 +182,7 @@ def run_demo(job_file: Path, state_dir: Path, out: TextIO = sys.stdout, timeout_
     name = document["metadata"]["name"]
     namespace = document["metadata"].get("namespace", "default")
     report = DemoReport(job=name)
+    _set_aside_previous_run(state_dir, out)
     state_dir.mkdir(parents=True, exist_ok=True)
     pools = state_dir / "pools.yaml"
     pools.write_text(yaml.safe_dump(DEMO_POOLS))
@@ -249,6 +251,19 @@ def run_demo(job_file: Path, state_dir: Path, out: TextIO = sys.stdout, timeout_
             print(f"  {event['reason']:<10} {event['message']}", file=out)
     print_summary(report, out)
     return report
+
+
+def _set_aside_previous_run(state_dir: Path, out: TextIO) -> None:
+    """Every demo trains from scratch: a previous run's checkpoints in the same directory would make
+    this one resume at the last step and report a training that never happened. The previous run is
+    kept beside it (one deep) rather than deleted."""
+    if not state_dir.is_dir() or not any(state_dir.iterdir()):
+        return
+    previous = state_dir.with_name(state_dir.name + ".previous")
+    if previous.exists():
+        shutil.rmtree(previous)
+    state_dir.rename(previous)
+    print(f"previous run's state (checkpoints, logs) moved to {previous}", file=out)
 
 
 def _spot_worker_node(cluster: LocalCluster, namespace: str, name: str) -> str | None:

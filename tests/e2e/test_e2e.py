@@ -288,3 +288,18 @@ def test_steps_lost_counts_only_steps_trained_twice(tmp_path: Path) -> None:
     write(4, f"{line}resumed at step 150 (1200 samples consumed) in 0.1 s\n" + summary % 300)
     lost, initial = _log_facts(tmp_path, "ns", "job")
     assert lost == 20 and initial == 5.5
+
+
+def test_a_new_demo_run_never_resumes_the_previous_runs_checkpoints(tmp_path: Path) -> None:
+    from elasticft_sandbox.demo import _set_aside_previous_run
+
+    state = tmp_path / "run"
+    checkpoint = state / "volumes" / "default" / "gpt-tiny-lora-checkpoints" / "latest"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_text("step-00000600")
+    said = tmp_path / "out.txt"
+    with said.open("w") as out:
+        _set_aside_previous_run(state, out)
+    assert not state.exists()
+    assert (tmp_path / "run.previous" / "volumes" / "default" / "gpt-tiny-lora-checkpoints" / "latest").exists()
+    assert "run.previous" in said.read_text()
