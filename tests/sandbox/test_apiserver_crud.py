@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi
+from kubernetes.client import ApiClient, CoordinationV1Api, CoreV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
 
@@ -146,3 +146,32 @@ def test_list_pages_with_limit_and_continue(k8s: ApiClient) -> None:
     rest = core.list_namespaced_config_map("default", _continue=second.metadata._continue)
     names = [c.metadata.name for page in (first, second, rest) for c in page.items]
     assert names == ["c0", "c1", "c2", "c3", "c4"]
+
+
+def test_configmaps_claims_events_and_leases_are_served_with_crud(k8s: ApiClient) -> None:
+    core, coordination = CoreV1Api(k8s), CoordinationV1Api(k8s)
+    core.create_namespaced_config_map("default", {"metadata": {"name": "prices"}, "data": {"spot": "0.9"}})
+    core.create_namespaced_persistent_volume_claim("default", {
+        "metadata": {"name": "ckpt"},
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}}})
+    core.create_namespaced_event("default", {
+        "metadata": {"name": "job.1"}, "involvedObject": {"kind": "Pod", "name": "a", "namespace": "default"},
+        "reason": "Preempted", "message": "spot reclaim", "type": "Warning"})
+    coordination.create_namespaced_lease("default", {
+        "metadata": {"name": "leader"}, "spec": {"holderIdentity": "op-1", "leaseDurationSeconds": 15}})
+
+    assert core.read_namespaced_config_map("prices", "default").data == {"spot": "0.9"}
+    assert core.read_namespaced_persistent_volume_claim("ckpt", "default").spec.access_modes == ["ReadWriteMany"]
+    assert [e.reason for e in core.list_namespaced_event("default").items] == ["Preempted"]
+    lease = coordination.read_namespaced_lease("leader", "default")
+    lease.spec.holder_identity = "op-2"
+    assert coordination.replace_namespaced_lease("leader", "default", lease).spec.holder_identity == "op-2"
+
+    core.delete_namespaced_config_map("prices", "default")
+    core.delete_namespaced_persistent_volume_claim("ckpt", "default")
+    core.delete_namespaced_event("job.1", "default")
+    coordination.delete_namespaced_lease("leader", "default")
+    assert core.list_namespaced_config_map("default").items == []
+    assert core.list_namespaced_persistent_volume_claim("default").items == []
+    assert core.list_namespaced_event("default").items == []
+    assert coordination.list_namespaced_lease("default").items == []
