@@ -21,7 +21,7 @@ from prometheus_client import Counter, Histogram
 from elasticft.api.models import GROUP, PLURAL, VERSION, FineTuneJob, FineTuneJobStatus
 from elasticft.api.validation import validate_document
 from elasticft.controller.builders import JobRef, checkpoint_claim, needs_rendezvous
-from elasticft.controller.kube import Conflict, Kube, Manifest
+from elasticft.controller.kube import Conflict, Kube, Manifest, pooled_client
 from elasticft.controller.names import ROLE_WORKER, job_selector, rendezvous_name
 from elasticft.controller.observe import node_view, pod_view
 from elasticft.controller.reconcile import Measurement, Observed, plan_reconcile
@@ -32,18 +32,24 @@ from elasticft.signals.prices import prices_from_configmap, prices_from_values, 
 from elasticft.signals.throughput import StepRate
 from elasticft.signals.worker_metrics import scrape_worker
 
+log = logging.getLogger(__name__)
+
 RECONCILE_INTERVAL_S = float(os.environ.get("ELASTICFT_RECONCILE_INTERVAL", "5"))
 NODE_CACHE_S = 2.0
+# kopf's thread pool for the sync handlers, and as many API connections kept open.
+MAX_WORKERS = 32
 
 RECONCILES = Counter("elasticft_operator_reconciles", "Reconciles run", ["outcome"])
 RECONCILE_SECONDS = Histogram(
     "elasticft_operator_reconcile_seconds", "Time of one reconcile",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 
 # Soft state only: rates need two readings, and the node list is shared by every job's look.
 _step_rates: dict[str, StepRate] = {}
-_nodes_cache: tuple[float, list[Manifest]] = (0.0, [])
+_fallbacks: dict[str, str | None] = {}  # per job: why its Prometheus reading was last set aside
+_nodes_cache: tuple[float, list[Manifest]] | None = None
+_nodes_refresh = threading.Lock()
 _kube: Kube | None = None
 _job_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
 
@@ -51,15 +57,28 @@ _job_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading
 def kube() -> Kube:
     global _kube
     if _kube is None:
-        _kube = Kube()
+        _kube = Kube(pooled_client(MAX_WORKERS))
     return _kube
 
 
 def _nodes() -> list[Manifest]:
+    """The node list, at most NODE_CACHE_S old. One thread refreshes it; the others meanwhile use the
+    previous list rather than all listing the nodes at once (only the very first look waits)."""
     global _nodes_cache
-    if time.monotonic() - _nodes_cache[0] > NODE_CACHE_S:
-        _nodes_cache = (time.monotonic(), kube().list_nodes())
-    return _nodes_cache[1]
+    cached = _nodes_cache
+    if cached is not None and time.monotonic() - cached[0] <= NODE_CACHE_S:
+        return cached[1]
+    if not _nodes_refresh.acquire(blocking=cached is None):
+        assert cached is not None
+        return cached[1]
+    try:
+        current = _nodes_cache
+        if current is cached:  # nobody refreshed it while this thread waited for the lock
+            current = _nodes_cache = (time.monotonic(), kube().list_nodes())
+        assert current is not None
+        return current[1]
+    finally:
+        _nodes_refresh.release()
 
 
 def _status_of(raw: Manifest) -> FineTuneJobStatus:
@@ -85,17 +104,28 @@ def _prices(job: FineTuneJob) -> Prices:
 
 
 def _measure(job: FineTuneJob, status: FineTuneJobStatus, pods: list[Manifest], uid: str) -> Measurement:
-    """Throughput and step: from Prometheus when the job names one, else by scraping a worker."""
-    spec, namespace = job.spec, job.metadata.namespace or "default"
-    if spec.metrics.prometheus_url:
-        reading = prometheus_source.read_job(spec.metrics.prometheus_url, job.metadata.name, namespace)
-        return Measurement(step=reading.step, total_steps=reading.total_steps,
-                           samples_per_second=reading.samples_per_second, checkpoint_step=reading.checkpoint_step)
+    """Throughput, step, loss, checkpoint: from Prometheus when the job names one, else (or when
+    Prometheus has nothing for the job) by scraping a worker."""
+    spec, namespace, name = job.spec, job.metadata.namespace or "default", job.metadata.name
     views = sorted((pod_view(p) for p in pods), key=lambda v: v.index)
-    for view in views:
+    current = [v for v in views if v.role == ROLE_WORKER and v.generation == status.generation]
+    if spec.metrics.prometheus_url:
+        window = prometheus_source.generation_rate_window([v.ready_since for v in current], datetime.now(UTC))
+        reading = prometheus_source.read_job(spec.metrics.prometheus_url, name, namespace, window)
+        from_prometheus = Measurement(step=reading.step, total_steps=reading.total_steps,
+                                      samples_per_second=reading.samples_per_second, loss=reading.loss,
+                                      checkpoint_step=reading.checkpoint_step)
+        missing = "anything" if reading.empty else "a rate" if window and reading.samples_per_second is None else None
+        _note_source(uid, f"Prometheus at {spec.metrics.prometheus_url} has no {missing} for {namespace}/{name} "
+                     "yet; scraping the workers directly" if missing else None)
+        if missing is None:
+            return from_prometheus
+    else:
+        from_prometheus = Measurement()
+    for view in current:
         # Only a ready worker (its /healthz says training started) reports a step worth timing: before
         # its checkpoint is loaded the step gauge still reads 0.
-        if view.role == ROLE_WORKER and view.generation == status.generation and view.pod_ip and view.ready:
+        if view.pod_ip and view.ready:
             metrics = scrape_worker(view.pod_ip, spec.metrics.port)
             if metrics is None or metrics.step is None:
                 continue
@@ -103,7 +133,19 @@ def _measure(job: FineTuneJob, status: FineTuneJobStatus, pods: list[Manifest], 
             sps = rate.add(status.generation, time.monotonic(), metrics.step)
             return Measurement(step=metrics.step, total_steps=metrics.total_steps, samples_per_second=sps,
                                loss=metrics.loss, checkpoint_step=metrics.checkpoint_step)
-    return Measurement()
+    return from_prometheus
+
+
+def _note_source(uid: str, fallback: str | None) -> None:
+    """Log when a job's measurement falls back from Prometheus to the direct scrape, and back: once
+    per change, not at every look."""
+    if _fallbacks.get(uid) == fallback:
+        return
+    if fallback is not None:
+        log.info("%s", fallback)
+    elif uid in _fallbacks:
+        log.info("Prometheus measures job %s again", uid)
+    _fallbacks[uid] = fallback
 
 
 def _claim_exists(job: FineTuneJob) -> bool:
@@ -128,13 +170,12 @@ def _mark_invalid(raw: Manifest, messages: list[str], now: datetime) -> None:
 def reconcile_job(namespace: str, name: str) -> None:
     """One reconcile at a time per job: kopf runs timers beside event handlers, and two looks at once
     would only make one of them lose the resourceVersion race."""
-    with _job_locks[(namespace, name)]:
+    with _job_locks[(namespace, name)], RECONCILE_SECONDS.time():
         _reconcile_job(namespace, name)
 
 
 def _reconcile_job(namespace: str, name: str) -> None:
     """Read everything, plan, write status first, then act (so a crash in between re-plans the same)."""
-    started = time.perf_counter()
     raw = kube().get_job(namespace, name)
     if raw is None or raw["metadata"].get("deletionTimestamp"):
         return
@@ -176,8 +217,8 @@ def _reconcile_job(namespace: str, name: str) -> None:
         kopf.event(kopf.Body(cast(kopf.RawBody, raw)), type=event.type, reason=event.reason, message=event.message)
     if plan.status.phase in ("Succeeded", "Failed"):
         _step_rates.pop(uid, None)
+        _fallbacks.pop(uid, None)
     RECONCILES.labels("ok").inc()
-    RECONCILE_SECONDS.observe(time.perf_counter() - started)
 
 
 @kopf.on.startup()
@@ -190,11 +231,20 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Children go with the job through owner references; kopf's own finalizer (for its timers) is
     # named after this project so `kubectl get -o yaml` says whose it is.
     settings.persistence.finalizer = "elasticft.io/finalizer"
+    # Every watch request asks the API server to end it after 5 minutes (its own default is a random
+    # 30-60 min), and the client gives up 30 s later if the server did not: a connection that died
+    # without a FIN (a NAT or load balancer dropping it) is noticed within minutes, not never, and
+    # kopf re-lists and re-watches. Changes are not lost meanwhile: the per-job timer reconciles anyway.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     # Events are posted by the reconciler itself (kopf.event); kopf's own only for warnings.
     settings.posting.level = logging.WARNING
-    settings.execution.max_workers = 32
+    # The handlers are sync and mostly wait on I/O (API calls, a worker scrape of up to 1 s,
+    # Prometheus), so threads, not cores, bound how many jobs are looked at at once: 200 jobs on a 5 s
+    # timer with a reconcile p50 of 0.15 s (bench/results/operator_scale.json) need ~6 busy threads on
+    # average, and 32 leave room for bursts (every job's first look, slow scrapes) while capping the API
+    # connections kept open (the pool above has as many) and the memory of idle threads.
+    settings.execution.max_workers = MAX_WORKERS
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)

@@ -30,6 +30,15 @@ def _json(response: Any) -> Any:
     return json.loads(response.data)
 
 
+def pooled_client(connections: int) -> client.ApiClient:
+    """An API client keeping up to `connections` connections open: one per thread that may call at once
+    (the default, 5 per CPU, is fewer than kopf's workers, and every call beyond it opens and drops a
+    connection of its own)."""
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = connections
+    return client.ApiClient(configuration)
+
+
 class Kube:
     """Reads and writes the objects the operator owns; AlreadyExists and NotFound are success."""
 

@@ -1,0 +1,94 @@
+"""The kopf-facing glue: what the API sees of many reconciles at once, and what /metrics reports."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kopf import TemporaryError
+from prometheus_client import REGISTRY
+
+from elasticft.controller import handlers
+from elasticft.controller.kube import Conflict
+
+JOB = {
+    "apiVersion": "elasticft.io/v1alpha1", "kind": "FineTuneJob",
+    "metadata": {"name": "j", "namespace": "default", "uid": "u-1", "resourceVersion": "7", "generation": 1,
+                 "creationTimestamp": "2026-01-01T00:00:00Z"},
+    "spec": {"command": ["python", "-m", "elasticft_sandbox.standin"], "totalSteps": 10, "globalBatchSize": 8,
+             "resources": {"requests": {"nvidia.com/gpu": 1}}, "elastic": {"minWorkers": 1, "maxWorkers": 1},
+             "objective": {"maxDuration": "1h"}, "checkpoint": {"volume": {"emptyDir": True}}},
+}
+NODE = {"metadata": {"name": "spot-0", "labels": {"karpenter.sh/capacity-type": "spot"}},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+class FakeKube:
+    """Answers like the API server; counts node lists; can refuse status writes as a lost race."""
+
+    def __init__(self, list_delay_s: float = 0.0, conflict: bool = False) -> None:
+        self.node_lists = 0
+        self.list_delay_s = list_delay_s
+        self.conflict = conflict
+        self._lock = threading.Lock()
+
+    def list_nodes(self) -> list[dict[str, Any]]:
+        with self._lock:
+            self.node_lists += 1
+        time.sleep(self.list_delay_s)
+        return [NODE]
+
+    def get_job(self, namespace: str, name: str) -> dict[str, Any]:
+        return JOB
+
+    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        return []
+
+    def patch_job_status(self, namespace: str, name: str, resource_version: str, status: dict[str, Any]) -> None:
+        if self.conflict:
+            raise Conflict(f"{namespace}/{name} changed meanwhile")
+
+    def create(self, manifest: dict[str, Any]) -> bool:
+        return True
+
+
+@pytest.fixture
+def fresh_handlers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(handlers, "_nodes_cache", None)
+    monkeypatch.setattr(handlers.kopf, "event", lambda *args, **kwargs: None)
+    yield
+
+
+def test_many_reconciles_at_once_list_the_nodes_once(fresh_handlers: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeKube(list_delay_s=0.2)
+    monkeypatch.setattr(handlers, "_kube", fake)
+    assert handlers._nodes() == [NODE]
+    monkeypatch.setattr(handlers, "NODE_CACHE_S", 0.0)  # every look from now on finds the list expired
+    results: list[list[dict[str, Any]]] = []
+    threads = [threading.Thread(target=lambda: results.append(handlers._nodes())) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # One refresh for the 16 looks (the others used the list being replaced), and every look got nodes.
+    assert fake.node_lists == 2
+    assert results == [[NODE]] * 16
+
+
+def test_a_reconcile_that_loses_the_race_is_timed_too(fresh_handlers: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(handlers, "_kube", FakeKube(conflict=True))
+
+    def timed() -> float:
+        return REGISTRY.get_sample_value("elasticft_operator_reconcile_seconds_count") or 0.0
+
+    def conflicts() -> float:
+        return REGISTRY.get_sample_value("elasticft_operator_reconciles_total", {"outcome": "conflict"}) or 0.0
+
+    timed_before, conflicts_before = timed(), conflicts()
+    with pytest.raises(TemporaryError):
+        handlers.reconcile_job("default", "j")
+    assert conflicts() == conflicts_before + 1
+    assert timed() == timed_before + 1
