@@ -116,7 +116,8 @@ def up(args: argparse.Namespace) -> int:
         pid_file.write_text(f"{os.getpid()} {psutil.Process().create_time()}")
         print(f"export KUBECONFIG={sandbox.kubeconfig}", flush=True)
         print(
-            f"# sandbox API at {sandbox.url}, state in {state_dir}; stop: Ctrl-C or `elasticft sandbox down`",
+            f"# sandbox API at {sandbox.url}, state in {state_dir}, {sandbox.addresses.describe()}; "
+            "stop: Ctrl-C or `elasticft sandbox down`",
             file=sys.stderr,
             flush=True,
         )

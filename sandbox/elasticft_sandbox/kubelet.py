@@ -22,6 +22,7 @@ from pathlib import Path
 
 import aiohttp
 
+from elasticft_sandbox.addresses import POD_ADDRESSES, AddressBlock
 from elasticft_sandbox.kubeapi import (
     ApiError,
     Controller,
@@ -68,16 +69,18 @@ START_ERROR_EXIT_CODE = 128
 
 
 class PodIpAllocator:
-    """Hands out 127.0.x.y addresses (x ≥ 1), round-robin so a freed address is not reused soon."""
+    """Hands out the block's pod addresses (127.{3i}.x.y, x ≥ 1), round-robin so a freed address is not
+    reused soon."""
 
-    def __init__(self) -> None:
+    def __init__(self, block: AddressBlock) -> None:
+        self._block = block
         self._next = 0
         self._used: set[str] = set()
 
     def allocate(self) -> str:
         while True:
-            serial, self._next = self._next, (self._next + 1) % (255 * 254)
-            address = f"127.0.{serial // 254 + 1}.{serial % 254 + 1}"
+            serial, self._next = self._next, (self._next + 1) % POD_ADDRESSES
+            address = self._block.pod_address(serial)
             if address not in self._used:
                 self._used.add(address)
                 return address
@@ -367,6 +370,8 @@ class Kubelet(Controller):
         logs_dir: Path,
         restart_backoff_s: float = 10.0,
         python: str = sys.executable,
+        *,
+        addresses: AddressBlock,
     ) -> None:
         super().__init__()
         self.api = api
@@ -378,7 +383,7 @@ class Kubelet(Controller):
         self.restart_backoff_s = restart_backoff_s
         self.python = python
         self.workers: dict[str, PodWorker] = {}
-        self._ips = PodIpAllocator()
+        self._ips = PodIpAllocator(addresses)
         self._collected: set[str] = set()
         self._deletions: set[asyncio.Task[None]] = set()
         pods.subscribe(self.wake)

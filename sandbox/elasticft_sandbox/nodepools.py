@@ -184,11 +184,6 @@ def node_name(pool: NodePool, index: int) -> str:
     return f"{pool.name}-{index}"
 
 
-def node_address(serial: int) -> str:
-    """Each node's InternalIP: 127.2.x.y, apart from pod IPs (127.0.x.y) and Service IPs (127.1.x.y)."""
-    return f"127.2.{serial // 250}.{serial % 250 + 1}"
-
-
 def node_manifest(pool: NodePool, name: str) -> dict[str, Any]:
     """The Node object of a pool member, without status (written through the status subresource)."""
     labels = {

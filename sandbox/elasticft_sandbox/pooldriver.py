@@ -17,6 +17,7 @@ import logging
 
 import aiohttp
 
+from elasticft_sandbox.addresses import AddressBlock
 from elasticft_sandbox.kubeapi import (
     MERGE,
     ApiError,
@@ -34,7 +35,6 @@ from elasticft_sandbox.nodepools import (
     PoolsConfig,
     due_script_steps,
     load_trace,
-    node_address,
     node_manifest,
     node_name,
     node_status,
@@ -55,8 +55,10 @@ GRACE_MARGIN_S = 5.0
 class PoolDriver:
     """Owns the Node objects of every pool and changes them as the trace, the script or a test says."""
 
-    def __init__(self, api: KubeApi, config: PoolsConfig, pods: Informer, nodes: Informer) -> None:
+    def __init__(self, api: KubeApi, config: PoolsConfig, pods: Informer, nodes: Informer,
+                 addresses: AddressBlock) -> None:
         self.api = api
+        self.addresses = addresses
         self.config = config
         self.pods = pods
         self.nodes = nodes
@@ -123,7 +125,7 @@ class PoolDriver:
         for _ in range(count):
             name = node_name(pool, self._next_index[pool.name])
             self._next_index[pool.name] += 1
-            address = node_address(self._next_address)
+            address = self.addresses.node_address(self._next_address)
             self._next_address += 1
             await self.api.create("/api/v1/nodes", node_manifest(pool, name))
             await self.api.patch(

@@ -3,7 +3,9 @@
 Each connection goes to a Ready pod chosen round-robin among the Service's endpoints (see
 `endpoints.py`), so a process that dials `$(X_SERVICE_HOST):port` or the clusterIP the operator wrote into
 its env reaches the pod behind the Service, and the Service keeps its address when the pod is replaced.
-Service IPs are loopback addresses (127.1.x.y) allocated by the API server, so no DNS is involved.
+Service IPs are loopback addresses from the sandbox's own block (127.{3i+1}.x.y, see `addresses.py`)
+allocated by the API server, so no DNS is involved and another sandbox's Service on the same port is
+a different listener.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@
         sandbox.reclaim("spot-0", notice_s=2)
 
 The controllers share one asyncio loop in a background thread; the API server runs in its own thread.
+Each running sandbox holds its own loopback address block (`addresses.py`): pod IPs, Service cluster
+IPs and node IPs no other live sandbox on the machine uses, so two sandboxes (a test run next to a demo,
+pytest-xdist workers) never bind, proxy or probe each other's addresses. The API server's port is free
+and chosen by the kernel.
 State lives under `state_dir`: `kubeconfig`, `logs/` (container logs), `pods/` (emptyDirs, termination
 logs), `volumes/` (PersistentVolumeClaims, kept across runs like disks).
 """
@@ -20,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from elasticft_sandbox.addresses import AddressBlock, AddressLease, claim_address_block
 from elasticft_sandbox.apiserver import ApiServerThread, write_kubeconfig
 from elasticft_sandbox.kubeapi import Informer, KubeApi
 from elasticft_sandbox.kubelet import Kubelet
@@ -54,6 +59,7 @@ class Sandbox:
         self.kubeconfig = self.state_dir / "kubeconfig"
         self.logs_dir = self.state_dir / "logs"
         self.url = ""
+        self._lease: AddressLease | None = None
         self._apiserver: ApiServerThread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -82,7 +88,10 @@ class Sandbox:
             shutil.rmtree(previous, ignore_errors=True)
         self.logs_dir.mkdir()
         try:
-            self._apiserver = ApiServerThread(self.logs_dir)
+            # After the left-over processes are gone, so that their listeners no longer mark a block as used.
+            self._lease = claim_address_block()
+            log.info("sandbox address block %d: %s", self.addresses.index, self.addresses.describe())
+            self._apiserver = ApiServerThread(self.logs_dir, service_network=self.addresses.services)
             self._apiserver.__enter__()
             self.url = self._apiserver.url
             write_kubeconfig(self.url, self.kubeconfig)
@@ -95,6 +104,13 @@ class Sandbox:
             raise
         return self
 
+    @property
+    def addresses(self) -> AddressBlock:
+        """This sandbox's pod, Service and node networks (while it runs)."""
+        if self._lease is None:
+            raise RuntimeError("the sandbox is not running")
+        return self._lease.block
+
     async def _start_controllers(self, config: Any) -> None:
         api = self._api = KubeApi(self.url)
         pods = Informer(api, "/api/v1/pods", "Pod")
@@ -104,10 +120,11 @@ class Sandbox:
             self._spawn(informer.run())
         for informer in (pods, nodes, services):
             await informer.synced.wait()
-        self._driver = PoolDriver(api, config, pods, nodes)
+        self._driver = PoolDriver(api, config, pods, nodes, self.addresses)
         await self._driver.start()
         self._kubelet = Kubelet(
-            api, pods, nodes, services, self.state_dir, self.logs_dir, self.restart_backoff_s
+            api, pods, nodes, services, self.state_dir, self.logs_dir, self.restart_backoff_s,
+            addresses=self.addresses,
         )
         self._proxy = ServiceProxy(services, pods)
         for controller in (Scheduler(api, pods, nodes), self._kubelet, self._proxy):
@@ -148,6 +165,10 @@ class Sandbox:
         if self._apiserver is not None:
             self._apiserver.__exit__(None, None, None)
             self._apiserver = None
+        # Last: the block is free again only once nothing of this sandbox listens on it.
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
 
     async def _stop_controllers(self) -> None:
         # Controllers first, so that nothing starts a pod or a reclaim while the pods are being stopped.

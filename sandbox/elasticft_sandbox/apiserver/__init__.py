@@ -10,7 +10,9 @@ What a kubelet or scheduler written against it must know:
 - Deleting a Node deletes the pods bound to it (pod garbage collection).
 - Pod logs are read from `{logs_dir}/{namespace}/{pod}/{container}.log` (`previous=true`:
   `{container}.previous.log`); `follow=true` streams until the pod is Succeeded/Failed or gone.
-- Services get `spec.clusterIP` from 127.1.0.0/16 unless they ask for one (or for `None`).
+- Services get `spec.clusterIP` from the server's service network (`service_network`, 127.1.0.0/16
+  unless given; a sandbox passes its own block's, see `elasticft_sandbox.addresses`) unless they ask for
+  one in that range (or for `None`); an address outside it is refused with 422, as on a real server.
 """
 
 from .server import ApiServer, ApiServerThread, write_kubeconfig

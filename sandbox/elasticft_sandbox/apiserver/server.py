@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from ipaddress import IPv4Network
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -15,6 +16,7 @@ from aiohttp import web
 from .resources import Registry
 from .routes import Routes
 from .store import DEFAULT_HISTORY, Store
+from .strategies import DEFAULT_SERVICE_NETWORK
 
 INITIAL_NAMESPACES = ("default", "kube-system")
 CONTEXT_NAME = "elasticft-sandbox"
@@ -24,9 +26,9 @@ class ApiServer:
     """An in-memory Kubernetes API server over plain HTTP, with no authentication."""
 
     def __init__(self, logs_dir: Path | None = None, *, bookmark_interval_s: float = 5.0,
-                 history: int = DEFAULT_HISTORY) -> None:
+                 history: int = DEFAULT_HISTORY, service_network: IPv4Network = DEFAULT_SERVICE_NETWORK) -> None:
         self.logs_dir = logs_dir
-        self.store = Store(Registry(), history)
+        self.store = Store(Registry(), history, service_network)
         namespaces = self.store.registry.get("", "v1", "namespaces")
         assert namespaces is not None
         for name in INITIAL_NAMESPACES:

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from ipaddress import IPv4Network
 from typing import Any
 
 from . import strategies, validation
@@ -115,7 +116,8 @@ def _random_suffix() -> str:
 class Store:
     """In-memory objects of every served resource type, with Kubernetes write semantics."""
 
-    def __init__(self, registry: Registry, history: int = DEFAULT_HISTORY) -> None:
+    def __init__(self, registry: Registry, history: int = DEFAULT_HISTORY,
+                 service_network: IPv4Network = strategies.DEFAULT_SERVICE_NETWORK) -> None:
         self.registry = registry
         self.resource_version = 0
         self._objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
@@ -124,7 +126,7 @@ class Store:
         self._watchers: set[Watcher] = set()
         self._uids: dict[str, ObjectKey] = {}
         self._dependents: dict[str, set[ObjectKey]] = {}
-        self._cluster_ips = strategies.ClusterIPAllocator()
+        self._cluster_ips = strategies.ClusterIPAllocator(service_network)
         self._graceful_timers: dict[ObjectKey, asyncio.TimerHandle] = {}
 
     # -- reads -------------------------------------------------------------------------------------

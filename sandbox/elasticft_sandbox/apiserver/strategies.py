@@ -9,19 +9,25 @@ from typing import Any
 from .errors import ApiError
 from .resources import ResourceType
 
-CLUSTER_IP_RANGE = ipaddress.ip_network("127.1.0.0/16")
+DEFAULT_SERVICE_NETWORK = ipaddress.IPv4Network("127.1.0.0/16")
 _TERMINAL_POD_PHASES = ("Succeeded", "Failed")
 
 
 class ClusterIPAllocator:
     """Hands out Service cluster IPs from a loopback range, so the sandbox can proxy them locally."""
 
-    def __init__(self) -> None:
+    def __init__(self, network: ipaddress.IPv4Network = DEFAULT_SERVICE_NETWORK) -> None:
+        self.network = network
         self._used: set[str] = set()
-        self._hosts = CLUSTER_IP_RANGE.hosts()
+        self._hosts = network.hosts()
 
     def allocate(self, requested: str | None) -> str:
         if requested:
+            if not self._in_range(requested):
+                # A Service may not take an address outside the range (another sandbox's, say).
+                raise ApiError(422, f"spec.clusterIPs: Invalid value: [{requested!r}]: failed to allocate IP "
+                                    f"{requested}: provided IP ({requested}) is not in the valid range. "
+                                    f"The range of valid IPs is {self.network}")
             if requested in self._used:
                 raise ApiError(422, f"spec.clusterIP: Invalid value: {requested!r}: provided IP is already allocated")
             self._used.add(requested)
@@ -31,12 +37,18 @@ class ClusterIPAllocator:
             if candidate not in self._used:
                 self._used.add(candidate)
                 return candidate
-        self._hosts = CLUSTER_IP_RANGE.hosts()
-        free = next((str(a) for a in CLUSTER_IP_RANGE.hosts() if str(a) not in self._used), None)
+        self._hosts = self.network.hosts()
+        free = next((str(a) for a in self.network.hosts() if str(a) not in self._used), None)
         if free is None:
-            raise ApiError(500, "no cluster IPs left in 127.1.0.0/16")
+            raise ApiError(500, f"no cluster IPs left in {self.network}")
         self._used.add(free)
         return free
+
+    def _in_range(self, address: str) -> bool:
+        try:
+            return ipaddress.ip_address(address) in self.network
+        except ValueError:
+            return False
 
     def release(self, address: str | None) -> None:
         if address:
