@@ -9,7 +9,7 @@ import pytest
 
 from elasticft.policy import Decision, Mode, PolicyInput, ThroughputParams, decide, fit_throughput
 from elasticft.policy.availability import expected_remaining_s, outages
-from elasticft.policy.decision import on_demand_size, projected_cost
+from elasticft.policy.decision import ON_DEMAND_FILL_FRACTION, on_demand_size, projected_cost, spot_size
 from elasticft.policy.throughput import predict_throughput
 
 HOUR = 3600.0
@@ -182,7 +182,8 @@ def test_an_outage_expected_to_outlast_the_slack_above_the_line_is_filled_with_o
     # ahead of the line (4 h of slack against 2.6 h); past outages all lasted 10 h
     long_outages = ((0, 10 * HOUR), (1, HOUR)) * 3
     waiting = job(spot_history=long_outages, spot_availability_age_s=600.0)
-    assert (decide(waiting).spot, decide(waiting).on_demand) == (0, 4)
+    # filled at the smallest size with W / X(n) <= 0.95 T: 3 workers need 10 h * X(4) / X(3) = 12.7 h <= 13.3 h
+    assert (decide(waiting).spot, decide(waiting).on_demand) == (0, 3)
     short_outages = ((0, 600.0), (1, HOUR)) * 3
     assert decide(job(spot_history=short_outages, spot_availability_age_s=300.0)).workers == 0
 
@@ -194,7 +195,59 @@ def test_on_demand_runs_the_smallest_size_that_keeps_the_slack_of_a_cant_be_late
     inp = job(max_workers=8, throughput_points=curve, samples_left=x[4] * 10 * HOUR, samples_done=0.0,
               seconds_elapsed=0.0, seconds_left=14 * HOUR, spot_available=0, pace=10.0)
     assert on_demand_size(inp, fit_throughput(curve), 8) == 4
-    decision = decide(inp)  # far behind a steep pace line, no spot: on-demand at that size
-    assert (decision.spot, decision.on_demand) == (0, 4)
-    # the spot in view may be used beyond that size: spot is cheaper than on-demand at any size
-    assert decide(dataclasses.replace(inp, pace=0.0, spot_available=8)).spot == 8
+    # far behind a steep pace line, no spot: an elastic job fills with the size that keeps C/R = 0.95
+    assert on_demand_size(inp, fit_throughput(curve), 8, ON_DEMAND_FILL_FRACTION) == 3
+    decision = decide(inp)
+    assert (decision.spot, decision.on_demand) == (0, 3)
+
+
+def spot_trace_job(history: tuple[tuple[int, float], ...], **changes: object) -> PolicyInput:
+    """A 16-worker elastic job just started: 40 h of work at 8 workers, 52 h to the deadline, observed spot."""
+    curve = usl_points(ThroughputParams(lam=1.0, sigma=0.05), range(1, 17))
+    x8 = predict_throughput(ThroughputParams(lam=1.0, sigma=0.05), 8)
+    fields: dict[str, object] = dict(max_workers=16, throughput_points=curve, samples_done=0.0,
+                                     samples_left=x8 * 40 * HOUR, seconds_elapsed=0.0, seconds_left=52 * HOUR,
+                                     spot_history=history)
+    return job(**{**fields, **changes})
+
+
+#: 16 spot workers obtainable with a 10-minute dip to 14 or 15 every hour
+DIPPING = ((16, 50 * 60.0), (14, 600.0), (16, 50 * 60.0), (15, 600.0)) * 3
+
+
+def test_elastic_spot_runs_the_smallest_size_on_pace_not_every_worker_obtainable() -> None:
+    inp = spot_trace_job(DIPPING, spot_available=16, spot_availability_age_s=HOUR)
+    size = spot_size(inp, fit_throughput(inp.throughput_points), 16)
+    # 40 h at 8 workers within 0.8 * 52 h: 8 workers are on pace (7 are not), and they sit below every dip
+    assert size == 8
+    assert (decide(inp).spot, decide(inp).on_demand) == (8, 0)
+
+
+def test_a_running_spot_generation_does_not_chase_more_spot_than_it_needs() -> None:
+    running = spot_trace_job(DIPPING, spot_available=16, current_spot=8, spot_availability_age_s=HOUR)
+    assert (decide(running).spot, decide(running).on_demand) == (8, 0)
+
+
+def test_a_dip_below_the_spot_size_is_waited_out_rather_than_re_formed_smaller() -> None:
+    dipped = spot_trace_job(DIPPING, spot_available=5, current_spot=8, preempted=True, spot_availability_age_s=0.0)
+    assert decide(dipped).workers == 0  # ahead of the pace line: re-forming at 5 and growing back costs two restarts
+    back = dataclasses.replace(dipped, spot_available=16, current_spot=0, preempted=False,
+                               spot_history=(*DIPPING, (5, 600.0)))
+    # back at the spot size (the dip and its restart count against 8, so 9 now keep the pace), not at 16
+    assert spot_size(back, fit_throughput(back.throughput_points), 16) == 9
+    assert (decide(back).spot, decide(back).on_demand) == (9, 0)
+
+
+def test_spot_smaller_than_the_spot_size_is_used_when_behind_the_pace_line() -> None:
+    behind = spot_trace_job(DIPPING, spot_available=5, spot_availability_age_s=600.0, pace=10.0)
+    assert decide(behind).spot == 5
+
+
+def test_on_demand_is_not_left_for_spot_that_usually_vanishes_within_a_restart() -> None:
+    d = 600.0
+    flickers = ((0, 3 * HOUR), (16, d)) * 5
+    on_demand = spot_trace_job(flickers, current_on_demand=6, spot_available=16, spot_availability_age_s=300.0)
+    assert (decide(on_demand).spot, decide(on_demand).on_demand) == (0, 6)
+    lasting = ((0, 3 * HOUR), (16, 10 * HOUR)) * 2
+    back = dataclasses.replace(on_demand, spot_history=lasting)
+    assert decide(back).on_demand == 0 and decide(back).spot > 0

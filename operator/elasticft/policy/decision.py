@@ -28,10 +28,18 @@ arithmetic; N workers: the same on counts, with the elastic edge of using any k 
    at once: waiting it out would cross the line anyway, after spending slack a later spot run could use;
 5. leave on-demand for spot only if S - d >= 2d + g, the spot capacity has lasted one decision interval
    (short-lived spot is the commonest kind and costs two restarts) and either S >= L or, behind the
-   line, a full-speed mix of spot and on-demand saves enough (rule 6);
+   line, a full-speed mix of spot and on-demand saves enough (rule 6); and only if the spot stretch's
+   expected rest R(a) saves more than the restart back to on-demand costs (`spot_stint_pays`);
 6. change a running generation only when the change repays its restart within `rescale_payback_s`:
    in throughput, (X(new) - X(now)) * payback >= X(new) * d, or in money, with c the hourly cost,
-   (c(now) - c(new)) * payback >= c(new) * d; never within the cooldown.
+   (c(now) - c(new)) * payback >= c(new) * d; never within the cooldown;
+7. elastic (N > m): spot runs at one robust size n* (`spot_size`): the smallest n whose training share
+   u(n) over the availability seen so far (stretches with >= n obtainable, each entered with a restart d)
+   keeps X(n) * u(n) on the pace W / (0.8 (T - r)). A new spot generation starts at n* only when n*
+   are obtainable; a running one grows only up to n*; ahead of the line a measured dip below n* is
+   waited out (rules 3-4 with no usable spot) instead of re-forming smaller and growing back, two
+   restarts (with the availability's age not measured, the obtainable workers are used); an
+   outage is filled with on-demand at the smallest n with W / X(n) <= 0.95 T.
 
 MinTime runs the fastest configuration whose projected cost stays within the budget; Balanced is
 MinCost aiming halfway between the fastest finish and the deadline.
@@ -40,11 +48,12 @@ MinCost aiming halfway between the fastest finish and the deadline.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
 from elasticft.api.models import Mode
-from elasticft.policy.availability import SpotRun, expected_remaining_s, outages
+from elasticft.policy.availability import SpotRun, expected_remaining_s, outages, periods
 from elasticft.policy.throughput import (
     PRIOR,
     ThroughputParams,
@@ -61,6 +70,11 @@ __all__ = ["Decision", "Mode", "PolicyInput", "decide"]
 OUTAGE_MARGIN_RESTARTS = 3.0
 #: C/R of *Can't Be Late*'s jobs: MinCost sizes its on-demand fallback to keep this share of the time left.
 JOB_FRACTION = 0.8
+#: Elastic jobs fill an outage with on-demand sized for this C/R: spot does most of the work, so the
+#: on-demand fill may run at the smaller, cheaper-per-sample size (measured: 0.95 beats 0.8 and 0.9).
+ON_DEMAND_FILL_FRACTION = 0.95
+#: Prior hours of observed availability with spot always there, for `spot_size` before much is seen.
+SPOT_PRIOR_HOURS = 2.0
 
 
 @dataclass(frozen=True)
@@ -191,18 +205,86 @@ def decide(inp: PolicyInput) -> Decision:
     return _within_budget(inp, params, decision)
 
 
-def on_demand_size(inp: PolicyInput, params: ThroughputParams, largest: int) -> int:
-    """MinCost's on-demand size N_od = min{n in [m, N] : W / X(n) <= JOB_FRACTION * T}, else N.
+def on_demand_size(inp: PolicyInput, params: ThroughputParams, largest: int,
+                   fraction: float = JOB_FRACTION) -> int:
+    """MinCost's on-demand size N_od = min{n in [m, N] : W / X(n) <= fraction * T}, else N.
 
     On-demand work costs n * k / X(n) per sample, which grows with n on a sublinear curve, so the
     cheapest on-demand size is the smallest that leaves the deadline the slack of a Can't Be Late job
-    (C/R = JOB_FRACTION). Spot, far cheaper at any size, may still use up to N workers."""
+    (C/R = fraction, JOB_FRACTION by default). Spot, far cheaper at any size, may still use up to N workers."""
     if inp.seconds_left is None:
         return largest
     for n in range(max(inp.min_workers, 1), largest):
-        if inp.samples_left / predict_throughput(params, n) <= JOB_FRACTION * inp.seconds_left:
+        if inp.samples_left / predict_throughput(params, n) <= fraction * inp.seconds_left:
             return n
     return largest
+
+
+def _at_least(size: int, count: int) -> bool:
+    return count >= size
+
+
+def spot_size(inp: PolicyInput, params: ThroughputParams, largest: int) -> int:
+    """Elastic spot size n* = min{n in [m, N] : X(n) * u(n) >= W / (JOB_FRACTION * (T - r))}, else the n
+    maximising X(n) * u(n), where
+
+        u(n) = (sum_j max(P_j(n) - d, 0) + H) / (A + H)
+
+    is the share of the observed time a job fixed at n workers would have spent training: P_j(n) are the
+    stretches of the observed availability (history and the run in progress, total length A) with at least
+    n spot workers obtainable, each entered with one restart d (but for the one in progress, whose restart
+    is already paid or past), and H = SPOT_PRIOR_HOURS of prior observation with spot always there. The
+    smallest size on pace is the cheapest (n / X(n) grows with n), and sits below the availability's
+    frequent dips, so a dip from 16 to 14 obtainable does not preempt it."""
+    assert inp.seconds_left is not None
+    runs = observed_runs(inp)
+    prior = SPOT_PRIOR_HOURS * 3600.0
+    observed = sum(seconds for _, seconds in runs) + prior
+    needed = inp.samples_left / (JOB_FRACTION * max(inp.seconds_left - inp.restart_remaining_s, 1.0))
+    best, best_rate = largest, -1.0
+    for n in range(max(inp.min_workers, 1), largest + 1):
+        stretches = periods(runs, functools.partial(_at_least, n))
+        useful = sum(max(length - inp.restart_overhead_s, 0.0) for length in stretches) + prior
+        if stretches and runs[-1][0] >= n:  # the stretch in progress: its restart is not counted against it
+            useful += min(stretches[-1], inp.restart_overhead_s)
+        rate = predict_throughput(params, n) * useful / observed
+        if rate >= needed:
+            return n
+        if rate > best_rate:
+            best, best_rate = n, rate
+    return best
+
+
+def observed_runs(inp: PolicyInput) -> list[SpotRun]:
+    """The completed availability runs and the one in progress (`spot_available` for its age, if measured)."""
+    runs = list(inp.spot_history)
+    if math.isfinite(inp.spot_availability_age_s):
+        runs.append((inp.spot_available, inp.spot_availability_age_s))
+    return runs
+
+
+def spot_stint_pays(inp: PolicyInput, params: ThroughputParams, now: tuple[int, int], new: tuple[int, int]) -> bool:
+    """Leaving on-demand `now` for spot `new` pays when the expected spot stint saves more than the restart
+    back to on-demand costs:
+
+        (c(now) / X(now)) * X(new) * (R - d) - c(new) * R >= c(now) * d
+
+    with c = hourly_cost and R = R(a) (`availability.expected_remaining_s`) of the stretch in progress
+    with at least new.spot workers obtainable, over the completed such stretches: a spot stretch that
+    usually ends within a restart or two is not worth leaving on-demand for. With the availability's age
+    not measured there is nothing to go on, and the move is allowed."""
+    if not math.isfinite(inp.spot_availability_age_s):
+        return True
+    runs = observed_runs(inp)
+    stretches = periods(runs, functools.partial(_at_least, new[0]))
+    if not stretches or runs[-1][0] < new[0]:
+        return False
+    remaining = expected_remaining_s(stretches[:-1], stretches[-1])
+    d = inp.restart_overhead_s
+    same_work_on_demand = hourly_cost(inp, *now) / predict_throughput(params, sum(now)) \
+        * predict_throughput(params, sum(new)) * max(remaining - d, 0.0)
+    saving = same_work_on_demand - hourly_cost(inp, *new) * remaining
+    return saving >= hourly_cost(inp, *now) * d
 
 
 def _must_fall_back(inp: PolicyInput, params: ThroughputParams, full_size: int) -> bool:
@@ -234,6 +316,19 @@ def _cheapest(inp: PolicyInput, params: ThroughputParams, largest: int, spot_usa
         return Decision(0, largest, f"safety net: {hours} leaves no room for another restart; all on-demand")
     room_for_spot = slack - d >= 2 * d + g
     behind = slack < line
+    elastic = largest > max(inp.min_workers, 1) and inp.spot_enabled
+    if elastic:
+        # elastic: one robust spot size n* per spot period instead of every worker obtainable (rule 7)
+        size = spot_size(inp, params, largest)
+        hours += f", spot size {size}"
+        if inp.current_spot > 0 and not broken:
+            spot_usable = min(inp.spot_available, max(size, inp.current_spot))
+        elif inp.spot_available >= size:
+            spot_usable = size
+        elif not behind and math.isfinite(inp.spot_availability_age_s):
+            spot_usable = 0  # a dip below n*: wait for it to pass (or fill an outage) rather than re-form twice
+        spot_ok = spot_usable >= max(inp.min_workers, 1)
+        fallback = (0, on_demand_size(inp, params, largest, ON_DEMAND_FILL_FRACTION))
 
     def spot_config(reason: str) -> Decision:
         top_up = max(full_size - spot_usable, 0) if behind and inp.on_demand_enabled else 0
@@ -245,7 +340,8 @@ def _cheapest(inp: PolicyInput, params: ThroughputParams, largest: int, spot_usa
         if spot_ok and may_restart:
             target = spot_config("spot is back and stable, slack allows a restart")
             # behind the line, a full-speed mix of spot and on-demand still beats all on-demand
-            if not behind or (target.on_demand > 0 and swap_pays(inp, current, (target.spot, target.on_demand))):
+            if (not behind or (target.on_demand > 0 and swap_pays(inp, current, (target.spot, target.on_demand)))) \
+                    and spot_stint_pays(inp, params, current, (target.spot, target.on_demand)):
                 return target
         return Decision(*current, f"stay on on-demand ({hours}, {spot_usable} spot obtainable)")
     if inp.current_spot > 0 and not broken:
