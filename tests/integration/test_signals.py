@@ -19,6 +19,7 @@ from ftj_testing import eventually
 from elasticft.signals.prometheus import read_job
 from elasticft.signals.throughput import StepRate
 from elasticft.signals.worker_metrics import scrape_worker
+from elasticft_trainer.metrics import TrainerMetrics
 
 WORKER_HOST = "127.0.0.77"
 STEP_SECONDS = 0.05
@@ -52,7 +53,22 @@ def worker(tmp_path: Path) -> Iterator[int]:
 
 
 @pytest.fixture
-def prometheus(tmp_path: Path, worker: int) -> Iterator[str]:
+def trainer_metrics() -> Iterator[int]:
+    """The trainer's own metric families (job `trainerjob`) as a worker that saved a checkpoint shows them."""
+    metrics = TrainerMetrics("trainerjob", rank=0)
+    port = metrics.serve(WORKER_HOST, free_port(WORKER_HOST))
+    metrics.step.set(47)
+    metrics.total_steps.set(300)
+    metrics.loss.set(2.375)
+    metrics.checkpoint_step.set(40)
+    try:
+        yield port
+    finally:
+        metrics.close()
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path, worker: int, trainer_metrics: int) -> Iterator[str]:
     binary = shutil.which("prometheus")
     assert binary, "prometheus is not installed: `apt-get install prometheus` (scripts/install.sh does it)"
     config = {
@@ -60,7 +76,8 @@ def prometheus(tmp_path: Path, worker: int) -> Iterator[str]:
         "scrape_configs": [{
             "job_name": "elasticft-workers",
             "honor_labels": True,  # keep the trainer's own `job` label (the FineTuneJob's name)
-            "static_configs": [{"targets": [f"{WORKER_HOST}:{worker}"], "labels": {"namespace": "team"}}],
+            "static_configs": [{"targets": [f"{WORKER_HOST}:{worker}", f"{WORKER_HOST}:{trainer_metrics}"],
+                                "labels": {"namespace": "team"}}],
         }],
     }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -100,6 +117,14 @@ def test_throughput_is_read_from_a_real_prometheus(prometheus: str, worker: int)
     assert reading.total_steps == 100000
     other = read_job(prometheus, "promjob", "another-namespace")
     assert other.samples_per_second is None  # namespaces never cross
+
+
+def test_loss_and_checkpoint_step_are_read_from_a_real_prometheus(prometheus: str) -> None:
+    reading = eventually(lambda: (r := read_job(prometheus, "trainerjob", "team", rate_window=None)).step and r,
+                         60, 0.5, "the trainer's metrics in Prometheus")
+    assert (reading.step, reading.total_steps, reading.checkpoint_step) == (47, 300, 40)
+    assert reading.loss == 2.375
+    assert reading.samples_per_second is None  # no window, no rate
 
 
 def test_unreachable_prometheus_means_unknown_not_a_crash() -> None:

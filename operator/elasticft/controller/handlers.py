@@ -115,9 +115,9 @@ def _measure(job: FineTuneJob, status: FineTuneJobStatus, pods: list[Manifest], 
         from_prometheus = Measurement(step=reading.step, total_steps=reading.total_steps,
                                       samples_per_second=reading.samples_per_second, loss=reading.loss,
                                       checkpoint_step=reading.checkpoint_step)
-        missing = "anything" if reading.empty else "a rate" if window and reading.samples_per_second is None else None
-        _note_source(uid, f"Prometheus at {spec.metrics.prometheus_url} has no {missing} for {namespace}/{name} "
-                     "yet; scraping the workers directly" if missing else None)
+        missing = "nothing" if reading.empty else "no rate" if window and reading.samples_per_second is None else None
+        _note_source(uid, f"Prometheus at {spec.metrics.prometheus_url} has {missing} for {namespace}/{name}; "
+                     "scraping the workers directly" if missing else None)
         if missing is None:
             return from_prometheus
     else:
