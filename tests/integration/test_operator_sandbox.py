@@ -7,6 +7,7 @@ status, events, pods, through the real kubectl.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,6 +84,11 @@ def test_job_gets_its_children_and_succeeds(cluster: LocalCluster) -> None:
         assert labels["elasticft.io/capacity-type"] in ("spot", "on-demand")
         assert pod["metadata"]["ownerReferences"][0]["kind"] == "FineTuneJob"
     assert cluster.kubectl("get", "service", "basic-rdzv", "-n", "basic")
+    # the workers were created only once the rendezvous store was serving (its readiness probe passed)
+    store = cluster.pods("basic", "elasticft.io/job=basic,elasticft.io/role=rendezvous")[0]
+    store_ready = next(c for c in store["status"]["conditions"] if c["type"] == "Ready")
+    assert store_ready["status"] == "True"
+    assert all(p["metadata"]["creationTimestamp"] >= store_ready["lastTransitionTime"] for p in pods)
     assert cluster.kubectl("get", "pvc", "basic-checkpoints", "-n", "basic")
     done = cluster.wait_for_job("basic", "basic", lambda j: phase(j) == "Succeeded", 90)
     assert status(done)["step"] == 120 and status(done)["progress"] == "100%"
@@ -152,6 +158,12 @@ def test_suspend_checkpoints_and_resume_continues(cluster: LocalCluster) -> None
     step_at_suspend = status(cluster.get_job("suspend", "pause"))["step"]
     assert 0 < step_at_suspend < 200
     cluster.kubectl("patch", "ftj", "pause", "-n", "suspend", "--type=merge", "-p", '{"spec":{"suspend":false}}')
+    # the resumed workers report the checkpoint they resumed from: status shows it while they run
+    resumed = cluster.wait_for_job("suspend", "pause", lambda j: phase(j) == "Running"
+                                   and status(j)["generation"] > status(suspended)["generation"]
+                                   and status(j).get("lastCheckpoint", {}).get("step", 0) > 0, 60)
+    # (status.step is the last step measured before the stop; the workers may have trained a few more)
+    assert step_at_suspend <= status(resumed)["lastCheckpoint"]["step"] < 200
     done = cluster.wait_for_job("suspend", "pause", lambda j: phase(j) == "Succeeded", 90)
     assert status(done)["generation"] > status(suspended)["generation"]
 
@@ -166,3 +178,41 @@ def test_kubectl_shows_the_job_like_a_user_expects(cluster: LocalCluster, tmp_pa
     described = cluster.kubectl("describe", "ftj", "show", "-n", "show")
     assert "Started" in described and "Throughput" in described
     (tmp_path / "get.txt").write_text(table + "\n" + described)
+
+
+def test_a_worker_deleted_from_a_spot_node_is_a_preemption_not_a_failure(cluster: LocalCluster) -> None:
+    apply(cluster, "deleted", standin_job("deleted", steps=300, step_s=0.1))
+    cluster.wait_for_job("deleted", "deleted",
+                         lambda j: phase(j) == "Running" and status(j)["workers"]["spot"] > 0, 60)
+    victim = next(p for p in worker_pods(cluster, "deleted", "deleted")
+                  if p["metadata"]["labels"]["elasticft.io/capacity-type"] == "spot")["metadata"]["name"]
+    # A finalizer of the test's own keeps the deleted pod in the API after its process exited (0, with
+    # the trainer's "sigterm" summary), so the operator sees it as a spot pod that was deleted, not only
+    # as one that vanished.
+    cluster.kubectl("patch", "pod", victim, "-n", "deleted", "--type=merge",
+                    "-p", '{"metadata":{"finalizers":["test.elasticft.io/hold"]}}')
+    cluster.kubectl("delete", "pod", victim, "-n", "deleted", "--wait=false")
+    try:
+        preempted = cluster.wait_for_job("deleted", "deleted", lambda j: status(j).get("preemptions", 0) >= 1, 30)
+        assert status(preempted)["restarts"] == 0
+        said = events(cluster, "deleted", "deleted")
+        assert any(e.startswith("Preempted") and victim in e and "deleted from its spot node" in e
+                   for e in said), said
+    finally:
+        cluster.kubectl("patch", "pod", victim, "-n", "deleted", "--type=json",
+                        "-p", '[{"op":"remove","path":"/metadata/finalizers"}]')
+    done = cluster.wait_for_job("deleted", "deleted", lambda j: phase(j) == "Succeeded", 120)
+    assert status(done)["restarts"] == 0 and status(done)["preemptions"] == 1
+
+
+def test_an_unreachable_prometheus_falls_back_to_scraping_the_workers(cluster: LocalCluster) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        nobody = sock.getsockname()[1]  # closed again: nothing listens there
+    apply(cluster, "noprom", standin_job("noprom", steps=300, step_s=0.1,
+                                         metrics={"prometheusURL": f"http://127.0.0.1:{nobody}"}))
+    measured = cluster.wait_for_job("noprom", "noprom", lambda j: phase(j) == "Running"
+                                    and status(j)["throughput"]["current"] > 0 and status(j)["step"] > 0, 60)
+    assert status(measured)["throughput"]["curve"]
+    logs = cluster.operator.log_path.read_text(errors="replace")
+    assert "scraping the workers directly" in logs and "noprom/noprom" in logs

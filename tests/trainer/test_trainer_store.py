@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 from datetime import timedelta
 
@@ -24,3 +25,14 @@ def test_store_serves_clients_and_exits_cleanly_on_sigterm(rendezvous_store: Ren
         assert rendezvous_store.process.wait(timeout=10) == 0
     except subprocess.TimeoutExpired:
         raise AssertionError("store ignored SIGTERM") from None
+
+
+def test_store_keeps_serving_after_bare_tcp_readiness_probes(rendezvous_store: RendezvousStore) -> None:
+    # The rendezvous pod's readinessProbe is a tcpSocket probe: connect, then close without a word.
+    for _ in range(20):
+        socket.create_connection((rendezvous_store.address, rendezvous_store.port), timeout=5).close()
+    client = dist.TCPStore(rendezvous_store.address, rendezvous_store.port, is_master=False,
+                           timeout=timedelta(seconds=10))
+    client.set("after-probes", "yes")
+    assert client.get("after-probes") == b"yes"
+    assert rendezvous_store.process.poll() is None

@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 
 from elasticft.api.models import FineTuneJob, FineTuneJobStatus, Phase
-from elasticft.controller.builders import JobRef, WorkerPlacement, worker_pod
+from elasticft.controller.builders import JobRef, WorkerPlacement, rendezvous_pod, worker_pod
 from elasticft.controller.names import ON_DEMAND, SPOT, worker_name
 from elasticft.controller.observe import NodeView, PodView, TrainerSummary, node_view, pod_view
 from elasticft.controller.reconcile import (
+    READY_DEADLINE,
     Measurement,
     Observed,
     Plan,
@@ -20,8 +21,10 @@ from elasticft.controller.reconcile import (
     SizingRequest,
     plan_reconcile,
 )
+from elasticft.controller.run import parse_args
 from elasticft.controller.sizing import decide_size, fit_to_feasible
 from elasticft.controller.status import Prices
+from elasticft.signals.prometheus import generation_rate_window
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 PRICES = Prices(spot_per_hour=1.0, on_demand_per_hour=3.0)
@@ -48,7 +51,7 @@ def worker(gen: int, index: int, capacity: str = SPOT, **kw: Any) -> PodView:
     base: dict[str, Any] = dict(
         name=worker_name("ft", gen, index), role="worker", generation=gen, index=index, capacity_type=capacity,
         phase="Running", ready=True, deleting=False, node_name=f"node-{index}", pod_ip=f"127.0.0.{index + 2}",
-        disrupted=False, unschedulable=False, exit_code=None, summary=None, created=T0,
+        disruption=None, unschedulable=False, exit_code=None, summary=None, created=T0,
     )
     base.update(kw)
     return PodView(**base)
@@ -134,7 +137,8 @@ def test_scale_decision_starts_a_new_generation_after_draining_the_old() -> None
 
 def test_preempted_worker_does_not_consume_max_restarts() -> None:
     job, pods = running_job(Size(2, 1))
-    reclaimed = [pods[0], worker(1, 1, SPOT, disrupted=True, node_name="spot-a"), pods[2]]
+    notice = worker(1, 1, SPOT, disruption="DisruptionTarget: TerminationByKubelet", node_name="spot-a")
+    reclaimed = [pods[0], notice, pods[2]]
     plan = step(job, observed([rdzv(), *reclaimed], now=T0 + timedelta(seconds=40)), Size(1, 1))
     assert plan.status.preemptions == 1 and plan.status.restarts == 0
     assert plan.status.phase == Phase.RECOVERING and plan.status.generation == 2
@@ -144,7 +148,8 @@ def test_preempted_worker_does_not_consume_max_restarts() -> None:
 
 def test_losing_the_rendezvous_restarts_the_world_without_counting_a_failure() -> None:
     job, pods = running_job(Size(2, 1))
-    lost = worker(0, 0, ON_DEMAND, name="ft-rdzv", role="rendezvous", disrupted=True, node_name="od-1")
+    lost = worker(0, 0, ON_DEMAND, name="ft-rdzv", role="rendezvous", disruption="node od-1 is being reclaimed",
+                  node_name="od-1")
     crashed = [worker(1, p.index, p.capacity_type, phase="Failed", exit_code=1) for p in pods]
     plan = step(job, observed([lost, *crashed], now=T0 + timedelta(seconds=40)), Size(2, 1))
     assert plan.status.restarts == 0 and plan.status.generation == 2
@@ -413,3 +418,162 @@ def test_the_operator_policy_holds_within_the_rescale_cooldown() -> None:
     after = plan_reconcile(job, observed([rdzv(), *pods], now=T0 + timedelta(minutes=2), nodes=nodes), decide_size)
     assert after.status.generation == 2 and after.status.workers.desired > 1
     assert any(e.reason == "Rescaled" for e in after.events)
+
+
+def deleted(manifest: dict[str, Any], phase: str = "Running", exit_code: int | None = None,
+            message: str | None = None) -> dict[str, Any]:
+    """The manifest as the API shows it after `kubectl delete pod` (graceful: deletionTimestamp set)."""
+    meta = {**manifest["metadata"], "deletionTimestamp": (T0 + timedelta(seconds=39)).isoformat()}
+    status: dict[str, Any] = {**manifest["status"], "phase": phase}
+    if exit_code is not None:
+        status["containerStatuses"] = [{"state": {"terminated": {"exitCode": exit_code, "message": message}}}]
+    return {**manifest, "metadata": meta, "status": status}
+
+
+SIGTERM_SUMMARY = 'ELASTICFT_SUMMARY {"completed": false, "step": 41, "loss": 2.0, "reason": "sigterm"}'
+
+
+@pytest.mark.parametrize(("phase", "exit_code", "message"), [
+    ("Running", None, None),  # seen while it still drains
+    ("Succeeded", 0, SIGTERM_SUMMARY),  # stopped cleanly after its emergency checkpoint
+    ("Failed", 137, None),  # SIGKILLed when its grace ran out
+])
+def test_a_worker_deleted_from_its_spot_node_is_a_preemption_not_a_failure(
+        phase: str, exit_code: int | None, message: str | None) -> None:
+    job, _ = running_job(Size(2, 1))
+    manifests = [worker_manifest(1, 0, ON_DEMAND, "od-1"), worker_manifest(1, 1, SPOT, "spot-a"),
+                 worker_manifest(1, 2, SPOT, "spot-b")]
+    manifests[1] = deleted(manifests[1], phase, exit_code, message)
+    views = [pod_view(m) for m in manifests]
+    plan = step(job, observed([rdzv(), *views], now=T0 + timedelta(seconds=40)), Size(1, 1))
+    assert plan.status.preemptions == 1 and plan.status.restarts == 0
+    assert plan.status.generation == 2 and plan.status.phase == Phase.RECOVERING
+    preempted = next(e for e in plan.events if e.reason == "Preempted")
+    assert "ft-g1-w1 on spot-a" in preempted.message and "deleted from its spot node" in preempted.message
+    assert not any(e.reason in ("WorkerFailed", "WorkersStopped") for e in plan.events)
+    # the other workers of the generation are drained; the deleted one is already going
+    assert sorted(plan.delete) == ["ft-g1-w0", "ft-g1-w2"]
+
+
+def test_workers_the_operator_drains_for_a_rescale_are_not_preemptions() -> None:
+    job, pods = running_job(Size(2, 1))
+    later = T0 + timedelta(minutes=5)
+    plan = step(job, observed([rdzv(), *pods], now=later), Size(3, 1))
+    assert plan.status.generation == 2 and sorted(plan.delete) == sorted(p.name for p in pods)
+    # its own deletions come back as deleting spot pods of generation 1, then as their exits
+    draining = [pod_view(deleted(worker_manifest(1, p.index, p.capacity_type, f"n{p.index}"))) for p in pods]
+    plan = step(job, observed([rdzv(), *draining], now=later + timedelta(seconds=1)), Size(3, 1))
+    exited = [pod_view(deleted(worker_manifest(1, p.index, p.capacity_type, f"n{p.index}"), "Failed", 137))
+              for p in pods]
+    plan = step(job, observed([rdzv(), *exited], now=later + timedelta(seconds=2)), Size(3, 1))
+    assert plan.status.preemptions == 0 and plan.status.restarts == 0 and plan.status.generation == 2
+    assert not any(e.reason in ("Preempted", "WorkerFailed", "Recovering") for e in plan.events)
+
+
+def test_a_worker_that_exits_unasked_says_why_the_generation_restarts() -> None:
+    job, _ = running_job(Size(2, 1))
+    manifests = [worker_manifest(1, 0, ON_DEMAND, "od-1"), worker_manifest(1, 1, SPOT, "spot-a"),
+                 worker_manifest(1, 2, SPOT, "spot-b")]
+    manifests[0] = deleted(manifests[0], "Succeeded", 0, SIGTERM_SUMMARY)  # someone deleted the on-demand one
+    plan = step(job, observed([rdzv(), *[pod_view(m) for m in manifests]], now=T0 + timedelta(seconds=40)),
+                Size(2, 1))
+    assert plan.status.restarts == 0 and plan.status.preemptions == 0 and plan.status.generation == 2
+    stopped = next(e for e in plan.events if e.reason == "WorkersStopped")
+    assert "ft-g1-w0 exited 0 without being asked after step 41 (sigterm)" in stopped.message
+    assert "deleted, not by the operator" in stopped.message and stopped.type == "Warning"
+    recovering = next(e for e in plan.events if e.reason == "Recovering")
+    assert "ft-g1-w0 exited 0 without being asked" in recovering.message
+    ready = next(c for c in plan.status.conditions if c.type == "Ready")
+    assert ready.reason == "Recovering" and "generation 1 ended: ft-g1-w0 exited 0" in ready.message
+
+
+def test_every_recovery_event_names_its_cause() -> None:
+    job, pods = running_job(Size(2, 1))
+    plan = step(job, observed([rdzv(), pods[0], pods[1]], now=T0 + timedelta(seconds=40)), Size(2, 1))
+    recovering = next(e for e in plan.events if e.reason == "Recovering")
+    assert "after ft-g1-w2 vanished from spot capacity" in recovering.message
+
+
+def test_workers_wait_until_the_rendezvous_store_is_ready() -> None:
+    job = make_job()
+    step(job, observed([]))
+    starting = worker(0, 0, ON_DEMAND, name="ft-rdzv", role="rendezvous", ready=False)
+    plan = step(job, observed([starting], now=T0 + timedelta(seconds=5)))
+    assert not [m for m in plan.create if m["kind"] == "Pod"] and plan.status.launched_generation == 0
+    assert plan.events == []
+    plan = step(job, observed([rdzv()], now=T0 + timedelta(seconds=8)))
+    assert [m["metadata"]["name"] for m in plan.create if m["kind"] == "Pod"] == ["ft-g1-w0", "ft-g1-w1", "ft-g1-w2"]
+
+
+def test_a_rendezvous_never_ready_is_reported_once_after_the_deadline() -> None:
+    job = make_job()
+    step(job, observed([]))
+    pulling = worker(0, 0, ON_DEMAND, name="ft-rdzv", role="rendezvous", ready=False, phase="Pending",
+                     node_name="od-1", waiting_reason="ImagePullBackOff")
+    late = T0 + READY_DEADLINE + timedelta(seconds=5)
+    plan = step(job, observed([pulling], now=late))
+    assert not [m for m in plan.create if m["kind"] == "Pod"]
+    event = next(e for e in plan.events if e.reason == "RendezvousNotReady")
+    assert event.type == "Warning" and "generation 1" in event.message
+    assert "Pending on od-1 (ImagePullBackOff)" in event.message
+    ready = next(c for c in plan.status.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("False", "RendezvousNotReady")
+    plan = step(job, observed([pulling], now=late + timedelta(seconds=5)))
+    assert plan.events == []  # said once, not at every look
+    plan = step(job, observed([rdzv()], now=late + timedelta(seconds=10)))
+    assert len([m for m in plan.create if m["kind"] == "Pod"]) == 3
+
+
+def test_a_generation_that_never_gets_ready_is_reported_after_the_deadline() -> None:
+    job = make_job()
+    step(job, observed([]), Size(2, 0))
+    step(job, observed([rdzv()]), Size(2, 0))
+    pods = [worker(1, 0, SPOT), worker(1, 1, SPOT, phase="Running", ready=False, node_name="spot-b")]
+    plan = step(job, observed([rdzv(), *pods], now=T0 + timedelta(seconds=30)), Size(2, 0))
+    assert plan.events == [] and plan.status.phase == Phase.PENDING
+    late = T0 + READY_DEADLINE + timedelta(seconds=1)
+    plan = step(job, observed([rdzv(), *pods], now=late), Size(2, 0))
+    event = next(e for e in plan.events if e.reason == "GenerationNotReady")
+    assert event.type == "Warning" and "1/2 workers ready" in event.message
+    assert "ft-g1-w1 Running on spot-b (not ready)" in event.message
+    plan = step(job, observed([rdzv(), *pods], now=late + timedelta(seconds=5)), Size(2, 0))
+    assert not any(e.reason == "GenerationNotReady" for e in plan.events)
+    ready = [worker(1, 0, SPOT), worker(1, 1, SPOT)]
+    plan = step(job, observed([rdzv(), *ready], now=late + timedelta(seconds=10)), Size(2, 0))
+    assert plan.status.phase == Phase.RUNNING
+    assert next(c for c in plan.status.conditions if c.type == "Ready").reason == "WorkersReady"
+
+
+def test_the_rendezvous_pod_is_ready_only_when_its_store_accepts_connections() -> None:
+    pod = rendezvous_pod(JobRef("ft", "team", "u"), make_job().spec)
+    container = pod["spec"]["containers"][0]
+    assert container["readinessProbe"]["tcpSocket"]["port"] == "c10d"
+    assert any(p["name"] == "c10d" for p in container["ports"])
+
+
+def test_the_checkpoint_step_the_workers_report_is_the_last_checkpoint() -> None:
+    job, pods = running_job(Size(2, 1))
+    plan = step(job, observed([rdzv(), *pods], now=T0 + timedelta(seconds=40),
+                              measurement=Measurement(step=47, checkpoint_step=40)), Size(2, 1))
+    assert plan.status.last_checkpoint.step == 40 and plan.status.last_checkpoint.time is not None
+
+
+def test_the_prometheus_rate_window_covers_only_the_current_generation() -> None:
+    now = T0 + timedelta(minutes=10)
+    # the second worker became ready 12 s ago: older samples are the previous world's
+    assert generation_rate_window([now - timedelta(minutes=2), now - timedelta(seconds=12.7)], now) == "12s"
+    assert generation_rate_window([now - timedelta(minutes=2)], now) == "30s"  # capped
+    assert generation_rate_window([now - timedelta(minutes=2), None], now) is None  # one still starting
+    assert generation_rate_window([], now) is None
+    assert generation_rate_window([now - timedelta(seconds=0.4)], now) is None
+
+
+def test_peering_is_a_choice_of_the_run_command() -> None:
+    assert parse_args([]).peering is None  # standalone unless asked
+    assert parse_args(["--standalone"]).peering is None
+    args = parse_args(["--peering", "elasticft", "--priority", "10", "-A"])
+    assert (args.peering, args.priority) == ("elasticft", 10)
+    with pytest.raises(SystemExit):
+        parse_args(["--standalone", "--peering", "elasticft"])
+    with pytest.raises(SystemExit):
+        parse_args(["--priority", "10"])

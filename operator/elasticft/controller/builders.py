@@ -227,6 +227,9 @@ def rendezvous_pod(job: JobRef, spec: FineTuneJobSpec) -> Manifest:
                     "args": ["--host", "$(POD_IP)", "--port", str(store_port)],
                     "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
                     "ports": [{"name": "c10d", "containerPort": store_port}],
+                    # Ready once the TCPStore accepts connections: the operator launches workers only
+                    # then. A bare connect and close does not disturb the store (tests/trainer).
+                    "readinessProbe": {"tcpSocket": {"port": "c10d"}, "periodSeconds": 1},
                     "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
                 }
             ],

@@ -68,11 +68,30 @@ class PodView:
     deleting: bool
     node_name: str | None
     pod_ip: str | None
-    disrupted: bool
+    disruption: str | None  # DisruptionTarget or the node's termination, as `pod_view` found it
     unschedulable: bool
     exit_code: int | None
     summary: TrainerSummary | None
     created: datetime | None
+    ready_since: datetime | None = None  # when Ready last turned True (for a ready pod)
+    waiting_reason: str | None = None  # the container's waiting reason: ImagePullBackOff, CrashLoopBackOff, ...
+
+    @property
+    def preemption(self) -> str | None:
+        """Why this pod counts as preempted (not failed), or None: DisruptionTarget, a node tainted for
+        termination, or deletion from a spot node (DESIGN §4). Deletion needs no check of who deleted:
+        the operator only deletes pods of a generation it has already left (it moves
+        `status.generation` on before it drains), or every pod when the job ends or is suspended, and
+        the reconciler counts preemptions among the current generation's pods only."""
+        if self.disruption is not None:
+            return self.disruption
+        if self.deleting and self.on_spot:
+            return "deleted from its spot node"
+        return None
+
+    @property
+    def disrupted(self) -> bool:
+        return self.preemption is not None
 
     @property
     def terminated(self) -> bool:
@@ -88,6 +107,16 @@ class PodView:
     @property
     def on_spot(self) -> bool:
         return self.capacity_type == SPOT
+
+    def describe(self) -> str:
+        """What a user would want to know of a pod that is not ready: `Pending (Unschedulable)`."""
+        if self.terminated:
+            return f"{self.phase} (exit {self.exit_code})" if self.exit_code is not None else self.phase
+        detail = "Unschedulable" if self.unschedulable else self.waiting_reason
+        if self.phase == "Running" and not self.ready:
+            detail = "not ready"
+        where = f" on {self.node_name}" if self.node_name else ""
+        return f"{self.phase}{where}" + (f" ({detail})" if detail else "")
 
 
 @dataclass(frozen=True)
@@ -125,22 +154,34 @@ def node_view(node: Mapping[str, Any]) -> NodeView:
     )
 
 
+def _disruption(condition: Mapping[str, Any] | None, node_name: str | None,
+                terminating_nodes: Iterable[str]) -> str | None:
+    if condition and condition.get("status") == "True":
+        return f"DisruptionTarget: {condition.get('reason') or 'disrupted'}"
+    if node_name is not None and node_name in set(terminating_nodes):
+        return f"node {node_name} is being reclaimed"
+    return None
+
+
 def pod_view(pod: Mapping[str, Any], terminating_nodes: Iterable[str] = ()) -> PodView:
-    """A pod as the reconciler needs it. A pod counts as disrupted (a preemption, not a failure) when
-    it carries DisruptionTarget or sits on a node tainted for termination."""
+    """A pod as the reconciler needs it (see `PodView.preemption` for what counts as a preemption)."""
     meta, spec, status = pod["metadata"], pod.get("spec", {}), pod.get("status", {}) or {}
     labels = meta.get("labels") or {}
-    disruption = _condition(pod, "DisruptionTarget")
     scheduled = _condition(pod, "PodScheduled")
     ready = _condition(pod, "Ready")
+    is_ready = bool(ready and ready.get("status") == "True")
     node_name = spec.get("nodeName")
     exit_code: int | None = None
     message: str | None = None
+    waiting_reason: str | None = None
     for container in status.get("containerStatuses") or []:
-        terminated = (container.get("state") or {}).get("terminated")
+        state = container.get("state") or {}
+        terminated = state.get("terminated")
         if terminated:
             exit_code = int(terminated.get("exitCode", 0))
             message = terminated.get("message")
+        elif state.get("waiting"):
+            waiting_reason = state["waiting"].get("reason")
     return PodView(
         name=meta["name"],
         role=labels.get(LABEL_ROLE, ""),
@@ -148,16 +189,18 @@ def pod_view(pod: Mapping[str, Any], terminating_nodes: Iterable[str] = ()) -> P
         index=int(labels.get(LABEL_INDEX, "0")),
         capacity_type=labels.get(LABEL_CAPACITY, ""),
         phase=status.get("phase") or "Pending",
-        ready=bool(ready and ready.get("status") == "True"),
+        ready=is_ready,
         deleting=meta.get("deletionTimestamp") is not None,
         node_name=node_name,
         pod_ip=status.get("podIP"),
-        disrupted=bool(disruption and disruption.get("status") == "True") or node_name in set(terminating_nodes),
+        disruption=_disruption(_condition(pod, "DisruptionTarget"), node_name, terminating_nodes),
         unschedulable=bool(scheduled and scheduled.get("status") == "False"
                            and scheduled.get("reason") == "Unschedulable"),
         exit_code=exit_code,
         summary=TrainerSummary.parse(message),
         created=_timestamp(meta.get("creationTimestamp")),
+        ready_since=_timestamp(ready.get("lastTransitionTime")) if ready and is_ready else None,
+        waiting_reason=waiting_reason,
     )
 
 

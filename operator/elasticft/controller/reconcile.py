@@ -52,6 +52,12 @@ from elasticft.controller.status import (
 
 # A spot pod unschedulable this long means the spot pool has no room for it.
 UNSCHEDULABLE_GRACE = timedelta(seconds=15)
+# A generation trains within seconds of its pods running (the sandbox: ~10 s from launch to all ready).
+# A store or a world still not ready after this long is stuck on something a user must see: an image
+# that does not pull, a pod nothing can schedule, a store that cannot bind. Workers are never launched
+# before the store serves (they would fail to connect and be counted as failures), so waiting longer
+# costs no restarts; the deadline only makes the wait visible as an Event and the Ready condition.
+READY_DEADLINE = timedelta(seconds=60)
 # Failures back off exponentially between generations, capped.
 FAILURE_BACKOFF_BASE_S = 5.0
 FAILURE_BACKOFF_MAX_S = 300.0
@@ -298,9 +304,10 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
     present = {p.name for p in current}
     missing = [i for i in range(status.workers.desired) if worker_name(ref.name, generation, i) not in present]
     kinds = [p.capacity_type for p in _placements(generation, _current_size(status))]
-    lost_spot = [i for i in missing if launched and kinds[i] == SPOT]
-    lost_on_demand = [i for i in missing if launched and kinds[i] == ON_DEMAND]
-    preempted = [p for p in current if p.disrupted] + [None] * len(lost_spot)
+    lost_spot = [worker_name(ref.name, generation, i) for i in missing if launched and kinds[i] == SPOT]
+    lost_on_demand = [worker_name(ref.name, generation, i) for i in missing if launched and kinds[i] == ON_DEMAND]
+    preempted: list[PodView | None] = [p for p in current if p.disrupted]
+    preempted += [None] * len(lost_spot)
     failed = [p for p in current if p.failed]
     stopped = [p for p in current if p.terminated and not p.failed and not p.disrupted]
     interrupted = launched and bool(current) and rendezvous_lost
@@ -312,9 +319,10 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
                    "checkpoint with a new store", warning=True)
 
     if preempted or failed or lost_on_demand or stopped or interrupted:
+        cause = _cause(preempted, lost_spot, failed, lost_on_demand, stopped, interrupted)
         if failed or lost_on_demand:
             status.restarts += 1
-            names = ", ".join([p.name for p in failed] + [worker_name(ref.name, generation, i) for i in lost_on_demand])
+            names = ", ".join([p.name for p in failed] + lost_on_demand)
             if status.restarts > spec.elastic.max_restarts:
                 status.phase = Phase.FAILED
                 message = f"worker failures exhausted maxRestarts={spec.elastic.max_restarts} (last: {names})"
@@ -328,17 +336,21 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
                        warning=True)
         if preempted:
             status.preemptions += len(preempted)
-            where = ", ".join(f"{p.name} on {p.node_name}" for p in preempted if p is not None) or "spot workers"
-            plan.event("Preempted", f"{where} preempted (spot reclaim); resuming from the emergency checkpoint",
-                       warning=True)
+            where = "; ".join([f"{p.name} on {p.node_name} preempted ({p.preemption})" for p in preempted
+                               if p is not None] + [f"{name} vanished from spot capacity" for name in lost_spot])
+            plan.event("Preempted", f"{where}; resuming from the emergency checkpoint", warning=True)
+        if stopped and not (preempted or failed or lost_on_demand or interrupted):
+            plan.event("WorkersStopped", f"{cause}; the generation is restarted without them", warning=True)
         decision = sizing(recent_preemption=bool(preempted))
         _start_generation(plan, job, decision.size, decision.reason, now, Phase.RECOVERING)
         if failed or lost_on_demand:
             # The next generation starts after the backoff: launch waits for last_rescale_time.
             status.last_rescale_time = now + timedelta(seconds=_backoff_s(status.restarts))
         status.rescales += 1
-        plan.event("Recovering", f"generation {status.generation}: {decision.size} workers: {decision.reason}")
-        set_condition(status, "Ready", False, "Recovering", decision.reason, now, meta_generation)
+        plan.event("Recovering", f"generation {status.generation}: {decision.size} workers after {cause}: "
+                   f"{decision.reason}")
+        set_condition(status, "Ready", False, "Recovering", f"generation {generation} ended: {cause}", now,
+                      meta_generation)
         plan.delete += [p.name for p in current if not p.deleting]
         return plan
 
@@ -348,6 +360,19 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
     if not launched:
         if with_rendezvous and observed.rendezvous_host is None:
             return plan  # the Service was just created; its clusterIP is known on the next look
+        if with_rendezvous and (rdzv is None or not rdzv.ready or rendezvous_lost):
+            # Workers started before the store serves fail their c10d connect, and that would be
+            # counted against maxRestarts: wait for the store's readiness probe (a store being
+            # replaced may still be ready until it is gone; the new one is the one to wait for).
+            since = max(t for t in (status.last_rescale_time, rdzv.created if rdzv else None, observed.created)
+                        if t is not None)
+            if now - since > READY_DEADLINE:
+                state = rdzv.describe() if rdzv is not None else "not created yet"
+                _stuck_once(plan, "RendezvousNotReady", generation,
+                            f"rendezvous pod {rendezvous_name(ref.name)} not ready after "
+                            f"{(now - since).total_seconds():.0f} s ({state}); its workers wait for it", now,
+                            meta_generation)
+            return plan
         endpoint = f"{observed.rendezvous_host}:{RENDEZVOUS_PORT}" if with_rendezvous else ""
         plan.create += [worker_pod(ref, spec, placement, endpoint)
                         for placement in _placements(generation, _current_size(status))
@@ -360,6 +385,15 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
     status.workers.summary = workers_summary(ready, status.workers.desired, status.workers.spot,
                                              status.workers.on_demand)
     all_ready = ready == status.workers.desired and status.workers.desired > 0
+    # A generation that never got all its workers ready (once Running, readiness does not flap: the
+    # trainer's /healthz stays up until it exits, and an exit ends the generation above).
+    launched_at = min((p.created for p in current if p.created is not None), default=None)
+    if not all_ready and status.phase != Phase.RUNNING and status.workers.desired > 0 \
+            and launched_at is not None and now - launched_at > READY_DEADLINE:
+        waiting = ", ".join(f"{p.name} {p.describe()}" for p in current if not p.ready)
+        _stuck_once(plan, "GenerationNotReady", generation,
+                    f"{ready}/{status.workers.desired} workers ready {(now - launched_at).total_seconds():.0f} s "
+                    f"after launch ({waiting})", now, meta_generation)
     if all_ready and status.phase != Phase.RUNNING:
         if status.last_rescale_time is not None and status.generation > 1:
             overhead = (now - status.last_rescale_time).total_seconds()
@@ -394,6 +428,33 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
         else:
             status.last_decision = decision.reason
     return plan
+
+
+def _stuck_once(plan: Plan, reason: str, generation: int, detail: str, now: datetime, meta_generation: int) -> None:
+    """Say that generation `generation` is stuck: in the Ready condition at every look, as an Event
+    once (the condition, not memory, remembers that it was said, so an operator restart is silent)."""
+    status = plan.status
+    prefix = f"generation {generation}: "
+    said = any(c.type == "Ready" and c.reason == reason and c.message.startswith(prefix) for c in status.conditions)
+    set_condition(status, "Ready", False, reason, prefix + detail, now, meta_generation)
+    if not said:
+        plan.event(reason, prefix + detail, warning=True)
+
+
+def _cause(preempted: list[PodView | None], lost_spot: list[str], failed: list[PodView], lost_on_demand: list[str],
+           stopped: list[PodView], interrupted: bool) -> str:
+    """Why a generation ended, as a user reads it in the Recovering event and the Ready condition."""
+    causes = [f"{p.name} preempted ({p.preemption})" for p in preempted if p is not None]
+    causes += [f"{name} vanished from spot capacity" for name in lost_spot]
+    causes += [f"{p.name} failed (exit {p.exit_code})" for p in failed]
+    causes += [f"{name} vanished from on-demand capacity" for name in lost_on_demand]
+    for p in stopped:
+        told = f" after step {p.summary.step} ({p.summary.reason})" if p.summary else ""
+        by = "; it was deleted, not by the operator" if p.deleting else ""
+        causes.append(f"{p.name} exited {p.exit_code if p.exit_code is not None else 0} without being asked{told}{by}")
+    if interrupted:
+        causes.insert(0, "the rendezvous store was lost")
+    return "; ".join(causes)
 
 
 def _backoff_s(restarts: int) -> float:
