@@ -149,8 +149,12 @@ def test_all_spot_gone_with_a_tight_deadline_moves_work_to_on_demand(cluster: Lo
 
 def test_operator_killed_mid_job_completes_without_duplicate_workers(cluster: LocalCluster) -> None:
     apply(cluster, "opkill", trainer_job("opkill", steps=300))
-    before = cluster.wait_for_job("opkill", "opkill", lambda j: phase(j) == "Running" and status(j)["step"] >= 30,
-                                  180)
+    before = cluster.wait_for_job("opkill", "opkill", lambda j: phase(j) == "Running" and status(j)["step"] >= 30
+                                  and status(j).get("lastCheckpoint", {}).get("step", 0) > 0, 180)
+    # while it trains, status names the last checkpoint the trainer committed (intervalSteps 20)
+    checkpoint = status(before)["lastCheckpoint"]["step"]
+    assert checkpoint % 20 == 0 and checkpoint <= status(before)["step"]
+    assert (checkpoint_root(cluster, "opkill", "opkill") / f"step-{checkpoint:08d}" / "trainer.json").exists()
     generation = status(before)["generation"]
     uids_before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in worker_pods(cluster, "opkill", "opkill")}
     cluster.operator.stop(hard=True)
@@ -261,8 +265,10 @@ def test_operator_reads_throughput_from_a_real_prometheus(cluster: LocalCluster,
     try:
         apply(cluster, "prom", trainer_job("watched", steps=400, metrics={"prometheusURL": f"http://127.0.0.1:{port}"}))
         measured = cluster.wait_for_job("prom", "watched", lambda j: phase(j) == "Running"
-                                        and status(j)["throughput"]["current"] > 0, 240)
+                                        and status(j)["throughput"]["current"] > 0 and status(j).get("loss")
+                                        and status(j).get("lastCheckpoint", {}).get("step", 0) > 0, 240)
         assert status(measured)["throughput"]["curve"], status(measured)
+        assert 0 < status(measured)["loss"] < 20
         done = cluster.wait_for_job("prom", "watched", lambda j: phase(j) in ("Succeeded", "Failed"), 300)
         assert_trained(done, 400)
     finally:

@@ -48,6 +48,7 @@ def test_metrics_endpoint_exposes_training_counters_that_increase(
             "ELASTICFT_STEP_DELAY_S": "0.1",
             "ELASTICFT_METRICS_HOST": host,
             "ELASTICFT_METRICS_PORT": str(port),
+            "ELASTICFT_CHECKPOINT_INTERVAL_STEPS": "4",
         },
     )
     base = f"http://{host}:{port}"
@@ -67,6 +68,12 @@ def test_metrics_endpoint_exposes_training_counters_that_increase(
     assert after["elasticft_total_steps"] == 200
     assert 0 < after["elasticft_train_loss"] < 10
     assert "elasticft_checkpoint_save_seconds_count" in after
+    # the step of the last committed checkpoint (what the operator shows as status.lastCheckpoint.step)
+    wait_until(lambda: scrape(base + "/metrics")["elasticft_checkpoint_step"] >= 4, 30, "a committed checkpoint")
+    committed = scrape(base + "/metrics")
+    checkpoint_step = int(committed["elasticft_checkpoint_step"])
+    assert checkpoint_step % 4 == 0 and checkpoint_step <= committed["elasticft_train_step"]
+    assert (cluster.work_dir / "checkpoints" / f"step-{checkpoint_step:08d}" / "trainer.json").exists()
     assert "elasticft_checkpoint_load_seconds_count" in after
 
     agent.terminate()

@@ -52,6 +52,10 @@ class TrainerMetrics:
         self.loss = Gauge(
             "elasticft_train_loss", "Global mean loss of the last step", labels, registry=self.registry
         ).labels(**values)
+        self.checkpoint_step = Gauge(
+            "elasticft_checkpoint_step", "Step of the last committed checkpoint this process knows of (0: none)",
+            labels, registry=self.registry,
+        ).labels(**values)
         self.world_size = Gauge(
             "elasticft_world_size", "Ranks in the current world", labels, registry=self.registry
         ).labels(**values)

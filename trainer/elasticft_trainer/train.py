@@ -203,6 +203,9 @@ def train(config: TrainerConfig, world: World, plan: DevicePlan, stop: StopReque
         if world.rank == 0 and (progress.step % PROGRESS_LOG_EVERY_STEPS == 0 or progress.step == 1):
             log.info("step %d/%d loss %.4f", progress.step, total_steps, agreed.loss)
         checkpoints.poll()
+        if checkpoints.last_committed_step is not None:
+            # What the operator shows as status.lastCheckpoint.step (also the resume point, at first).
+            metrics.checkpoint_step.set(checkpoints.last_committed_step)
 
         if agreed.stop and progress.step < total_steps:
             reason = "sigterm" if stop.requested else "peer-stopped"
