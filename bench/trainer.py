@@ -7,14 +7,16 @@ preemption   2 workers (generation 1, `--nnodes=2:2`) train; one agent gets SIGT
              sigterm_to_resumed_s = SIGTERM -> first step completed at the new world size;
              steps_lost_per_preemption = last step trained before the SIGTERM - step resumed from.
 checkpoint   in-process, world of 1, built-in model + AdamW state: median time training is blocked
-             by an async save (ckpt_save_blocking_s: `save` itself, plus the wait at the next
-             optimizer step for the background copy after one forward/backward pass), the
+             by an async save (ckpt_save_blocking_s: all time on the training thread inside the
+             checkpoint manager from `save` until the save is committed: `save` itself, the wait at
+             the next optimizer step for the background copy, and the per-step `poll`s), the
              checkpoint's size, and the fsync'd sequential write bandwidth of the same directory
              measured in the same run;
              ckpt_blocking_ratio = blocking_s / (bytes / bandwidth).
 overhead     the trainer (`--nproc-per-node=2`, async checkpoint every 50 steps, metrics served) against
              a minimal DDP loop on the same model and per-rank batch (this file, `--plain-ddp-worker`);
-             ratio of mean step times over the same step window, interleaved runs, best of each.
+             ratio of mean step times over the same step window; median of the ratios of 3 rounds
+             of back-to-back runs (alternating which goes first).
 inplace      DESIGN §4 / issue 3 item 9: torchrun `--nnodes=1:3 --max-restarts=3` with our standalone
              store: scale-down (SIGTERM one of 2 agents) and scale-up (a 2nd agent joins a running 1),
              the latter with torch's default shared TCPStore and with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1.
@@ -26,8 +28,10 @@ preemption timeline.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -50,6 +54,7 @@ from elasticft_trainer.checkpoint import CheckpointManager, TrainingProgress, Tr
 from elasticft_trainer.config import TrainerConfig
 from elasticft_trainer.localrun import LocalJob, job_environment, running_store, wait_until
 from elasticft_trainer.model import build_model
+from elasticft_trainer.runtime import die_with_agent
 
 MODEL = "builtin:gpt-tiny"
 GLOBAL_BATCH = 16
@@ -138,25 +143,52 @@ def measure_disk_write_mb_s(directory: Path, megabytes: int = 128) -> float:
 
 
 def measure_checkpoint(work_dir: Path, model_spec: str) -> dict[str, Any]:
-    """Blocking time of async saves (median of 5) and size of one checkpoint, in a world of one."""
+    """Training time blocked by periodic async saves (median of 6) and one checkpoint's size.
+
+    Each round does on the training thread what the trainer does around a periodic save: `save`,
+    a forward/backward pass, `before_weights_change` and the optimizer step, then one step (forward/
+    backward, optimizer step, `poll`) at a time until the save has been committed. The time spent
+    inside the manager's calls is the blocking time; the forward/backward passes are timed too, to
+    show how much the background work slows them (not counted as blocking: it is in the step time
+    that step_overhead_vs_plain_ddp compares).
+    """
     config = TrainerConfig(model=model_spec, seq_len=SEQ_LEN)
     model = build_model(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     inputs = torch.randint(0, 256, (MICRO_BATCH, SEQ_LEN))
-    F.cross_entropy(model(inputs).flatten(0, 1), inputs.flatten()).backward()
+
+    def forward_backward() -> float:
+        started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(inputs).flatten(0, 1), inputs.flatten()).backward()
+        return time.perf_counter() - started
+
+    forward_backward()
     optimizer.step()
     state = TrainState(model, optimizer, frozen_base=False)
     directory = work_dir / f"checkpoint-{model_spec.split(':')[-1]}"
     manager = CheckpointManager(str(directory), keep=2, async_mode=True)
-    blocking = []
+    blocking, overlapped, quiet = [], [], []
     for step in range(1, 8):
-        manager.wait()  # the trainer saves every N steps; the previous save is long done by then
+        started = time.perf_counter()
         manager.save(TrainingProgress(step=step, consumed_samples=step * GLOBAL_BATCH), state, blocking=False)
-        # What the trainer does next: a forward/backward pass, then the optimizer step, which must
-        # wait for the background copy of the weights.
-        F.cross_entropy(model(inputs).flatten(0, 1), inputs.flatten()).backward()
+        blocked = time.perf_counter() - started
+        overlapped.append(forward_backward())
+        started = time.perf_counter()
         manager.before_weights_change()
-        blocking.append(manager.last_save_blocking_s)
+        blocked += time.perf_counter() - started
+        optimizer.step()
+        while True:
+            started = time.perf_counter()
+            manager.poll()
+            blocked += time.perf_counter() - started
+            if not manager.saving:
+                break
+            forward_backward()
+            optimizer.step()
+        blocking.append(blocked)
+        quiet.append(forward_backward())  # a step with no save in flight
+        optimizer.step()
     manager.close()
     latest = directory / (directory / "latest").read_text().strip()
     ckpt_bytes = sum(f.stat().st_size for f in latest.iterdir() if f.is_file())
@@ -166,7 +198,10 @@ def measure_checkpoint(work_dir: Path, model_spec: str) -> dict[str, Any]:
         "model": model_spec,
         "ckpt_bytes": ckpt_bytes,
         "ckpt_save_blocking_s": blocking_s,
+        "ckpt_save_blocking_s_runs": blocking,
         "ckpt_first_save_blocking_s": blocking[0],
+        "ckpt_overlapped_fwd_bwd_s": statistics.median(overlapped[1:]),
+        "ckpt_quiet_fwd_bwd_s": statistics.median(quiet[1:]),
         "disk_write_mb_s": bandwidth,
         "ckpt_blocking_ratio": blocking_s / (ckpt_bytes / (bandwidth * 1e6)),
     }
@@ -204,11 +239,20 @@ def plain_step_time(work_dir: Path, name: str) -> float:
     """Mean step time of the minimal DDP loop (this file as a torchrun worker) at world size 2."""
     log_path = work_dir / f"{name}.log"
     with open(log_path, "wb") as log:
-        subprocess.run(
+        # Own session, so that a timeout ends torchrun and its helpers; workers die with it.
+        process = subprocess.Popen(
             [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
              __file__, "--plain-ddp-worker"],
-            stdout=log, stderr=subprocess.STDOUT, check=True, timeout=300,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
+        try:
+            returncode = process.wait(timeout=300)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    if returncode != 0:
+        raise RuntimeError(f"plain DDP run exited {returncode}: " + log_path.read_text()[-3000:])
     for line in log_path.read_text().splitlines():
         if line.startswith("PLAIN_DDP_STEP_S "):
             return float(line.split()[1])
@@ -217,6 +261,7 @@ def plain_step_time(work_dir: Path, name: str) -> float:
 
 def plain_ddp_worker() -> int:
     """The baseline: same model, AdamW, per-rank batch, DDP over gloo; nothing else."""
+    die_with_agent()  # torchrun starts workers in their own sessions: a timeout kills only torchrun
     dist.init_process_group("gloo")
     torch.set_num_threads(1)
     config = TrainerConfig(model=MODEL, seq_len=SEQ_LEN)
@@ -236,20 +281,34 @@ def plain_ddp_worker() -> int:
             started = time.perf_counter()
     if dist.get_rank() == 0:
         print(f"PLAIN_DDP_STEP_S {(time.perf_counter() - started) / (last - first)}", flush=True)
+    # DDP's reducer must go while the group is still registered: freeing it after
+    # destroy_process_group makes it drop the group's last reference, and the gloo group's
+    # destructor then joins its threads holding the GIL they wait for (seen hanging for 300 s).
+    del model, optimizer
     dist.destroy_process_group()
     return 0
 
 
-def measure_overhead(work_dir: Path, rounds: int = 2) -> dict[str, Any]:
-    """Interleaved runs so that load from other processes hits both alike; best time of each."""
+def measure_overhead(work_dir: Path, rounds: int = 3) -> dict[str, Any]:
+    """Rounds of one run each, back to back, in alternating order; the median of the per-round ratios.
+
+    Other processes on a shared machine change its speed from minute to minute; a round's two runs
+    see about the same load, so their ratio is far steadier than a ratio of bests taken minutes apart.
+    """
     ours, plain = [], []
     for index in range(rounds):
-        plain.append(plain_step_time(work_dir, f"plain-{index}"))
-        ours.append(trainer_step_time(work_dir, f"trainer-{index}"))
+        if index % 2 == 0:
+            plain.append(plain_step_time(work_dir, f"plain-{index}"))
+            ours.append(trainer_step_time(work_dir, f"trainer-{index}"))
+        else:
+            ours.append(trainer_step_time(work_dir, f"trainer-{index}"))
+            plain.append(plain_step_time(work_dir, f"plain-{index}"))
+    ratios = [a / b for a, b in zip(ours, plain, strict=True)]
     return {
-        "trainer_step_s": min(ours),
-        "plain_ddp_step_s": min(plain),
-        "step_overhead_vs_plain_ddp": min(ours) / min(plain),
+        "trainer_step_s": statistics.median(ours),
+        "plain_ddp_step_s": statistics.median(plain),
+        "step_overhead_vs_plain_ddp": statistics.median(ratios),
+        "step_overhead_runs": ratios,
         "trainer_step_s_runs": ours,
         "plain_ddp_step_s_runs": plain,
     }
@@ -272,8 +331,6 @@ def inplace_trial(work_dir: Path, name: str, change: str, share_store: bool, tim
     job = LocalJob(work_dir, _inplace_env(work_dir, name, share_store))
     elastic = ("--max-restarts=3", "--rdzv-conf=last_call_timeout=2")
     sample_log = work_dir / f"{name}.samples"
-
-
     result: dict[str, Any] = {"change": change, "shared_tcp_store": share_store}
     try:
         with running_store(work_dir / f"{name}-store.log") as store:
@@ -294,6 +351,9 @@ def inplace_trial(work_dir: Path, name: str, change: str, share_store: bool, tim
                     lambda: bool(sample_log_steps(sample_log, world_size=target)), timeout,
                     f"{name}: a step at world size {target}")
                 result["worked"] = True
+                # Steps of the old world the new one trains again (0: it resumed from the last step).
+                result["steps_lost"] = (max(sample_log_steps(sample_log, world_size=initial))
+                                        - (min(sample_log_steps(sample_log, world_size=target)) - 1))
             except TimeoutError:
                 result["worked"] = False
                 result["seconds_to_new_world_step"] = None
@@ -338,7 +398,8 @@ def format_table(results: dict[str, Any]) -> str:
         rows.append(f"| {key} | {shown} | {op} {bound} |")
     for name, trial in results.get("inplace", {}).items():
         seconds = trial["seconds_to_new_world_step"]
-        outcome = f"worked, {seconds:.1f} s" if trial["worked"] else f"FAILED: {trial['symptom']}"
+        outcome = (f"worked, {seconds:.1f} s, {trial['steps_lost']} steps lost" if trial["worked"]
+                   else f"FAILED: {trial['symptom']}")
         rows.append(f"| inplace {name} | {outcome} | |")
     return "\n".join(rows)
 

@@ -32,10 +32,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.distributed._state_dict_utils import _copy_state_dict, _create_cpu_state_dict
 from torch.distributed.checkpoint.filesystem import FileSystemReader
-from torch.distributed.checkpoint.staging import AsyncStager
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 from torch.distributed.checkpoint.state_dict_loader import load as load_checkpoint
-from torch.distributed.checkpoint.state_dict_saver import AsyncSaveResponse, async_save
 from torch.distributed.checkpoint.state_dict_saver import save as save_checkpoint
 from torch.distributed.checkpoint.stateful import Stateful
 
@@ -159,41 +157,9 @@ class TrainState(Stateful):
             )
 
 
-class _BackgroundCopyStager(AsyncStager):
-    """Stages the state dict into CPU buffers allocated once, copying in a background thread.
-
-    Forward and backward passes do not modify weights or optimizer state, so the copy may overlap
-    them; only the next optimizer step must wait for it (`CheckpointManager.before_weights_change`).
-    Training is then blocked for collecting the state dict, not for the copy. (torch's
-    BlockingAsyncStager copies in the caller and pins its cache, which needs an accelerator;
-    DefaultStager's async staging re-allocates on CPU.)
-    """
-
-    _synchronize_after_execute = False
-
-    def __init__(self) -> None:
-        self._buffers: dict[str, Any] | None = None
-        self._copier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-staging")
-
-    def stage(self, state_dict: dict[str, Any]) -> Future[dict[str, Any]]:
-        return self._copier.submit(self._copy, state_dict)
-
-    def _copy(self, state_dict: dict[str, Any]) -> dict[str, Any]:
-        if self._buffers is None:
-            self._buffers = _create_cpu_state_dict(state_dict, pin_memory=torch.cuda.is_available())
-        staged: dict[str, Any] = _copy_state_dict(state_dict, self._buffers)
-        return staged
-
-    def synchronize_staging(self) -> None:
-        """Callers wait on the staging future that `stage` returned."""
-
-    def close(self) -> None:
-        self._copier.shutdown(wait=True)
-
-
 @dataclass
 class _PendingSave:
-    future: Future[Any]
+    finished: Future[None]
     progress: TrainingProgress
     started: float
 
@@ -202,8 +168,16 @@ class CheckpointManager:
     """Owns the checkpoint directory: collective save/load, commit on rank 0, retention.
 
     All ranks call `load`, `save` and `wait` at the same steps (they are collective); only rank 0
-    touches `latest`, manifests and retention. Async saves run on their own gloo group so that
-    their background collectives never interleave with training collectives.
+    touches `latest`, manifests and retention. Saves run on their own gloo group so that background
+    collectives never interleave with training collectives.
+
+    An async save hands the whole job to one long-lived writer thread: collect the state dict,
+    copy it into CPU buffers allocated once, write it with DCP, commit. Forward and backward passes
+    change neither weights nor optimizer state, so all of that may overlap them; training waits only
+    if the copy is not done by the next optimizer step (`before_weights_change`). The commit of the
+    previous save happens in the writer thread too, so nothing of a periodic save but handing it over
+    runs on the training thread. (The models trained here have no buffers that forward updates, such
+    as BatchNorm statistics, which a copy overlapping forward could catch mid-update.)
     """
 
     def __init__(
@@ -216,7 +190,8 @@ class CheckpointManager:
         self.async_mode = async_mode
         self.is_coordinator = dist.get_rank() == 0
         self.group = dist.new_group(backend="gloo")
-        self._stager = _BackgroundCopyStager()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
+        self._buffers: dict[str, Any] | None = None
         self._pending: _PendingSave | None = None
         self._staging: Future[None] | None = None
         self._blocked_s = 0.0
@@ -228,6 +203,11 @@ class CheckpointManager:
     @property
     def enabled(self) -> bool:
         return self.directory is not None
+
+    @property
+    def saving(self) -> bool:
+        """True while a background save has not been seen committed by `poll` or `wait`."""
+        return self._pending is not None
 
     def load(self, state: TrainState) -> tuple[TrainingProgress, float] | None:
         """Load the newest usable checkpoint into `state`; (progress, seconds) or None to start fresh.
@@ -279,37 +259,54 @@ class CheckpointManager:
     def save(self, progress: TrainingProgress, state: TrainState, blocking: bool) -> None:
         """Checkpoint `progress.step`; returns once training may continue.
 
-        Async mode collects the state dict, then copies and writes it in the background (see
-        `before_weights_change`); `blocking` (the emergency and final saves) waits until the
-        checkpoint is committed.
+        Async mode hands the save to the writer thread (see the class docstring); `blocking` (the
+        emergency and final saves) writes straight from the live tensors, without a copy, and
+        returns once the checkpoint is committed.
         """
         if self.directory is None:
             return
+        started = time.perf_counter()
         self.wait()
         if progress.step == self.last_committed_step:
             return
-        path = self.directory / step_dir_name(progress.step)
-        started = time.perf_counter()
-        if self.async_mode and not blocking:
-            response = async_save(
-                {"train": state}, checkpoint_id=path, process_group=self.group, async_stager=self._stager
-            )
-            assert isinstance(response, AsyncSaveResponse)
-            self._pending = _PendingSave(response.upload_completion, progress, started)
-            self._staging = response.staging_completion
-            self._blocked_s = time.perf_counter() - started
-        else:
-            save_checkpoint({"train": state}, checkpoint_id=path, process_group=self.group)
-            self._commit(progress)
+        # Before the first optimizer step DCP initialises the optimizer state by stepping it, which
+        # must not happen beside training; such a save is written in the caller.
+        if blocking or not self.async_mode or not state.optimizer.state:
+            self._write(progress, state, staged=None)
             self._report_blocked(time.perf_counter() - started)
+            return
+        staged: Future[None] = Future()
+        finished = self._writer.submit(self._write, progress, state, staged)
+        self._pending = _PendingSave(finished, progress, started)
+        self._staging = staged
+        self._blocked_s = time.perf_counter() - started
+
+    def _write(self, progress: TrainingProgress, state: TrainState, staged: Future[None] | None) -> None:
+        """Collect, copy (when `staged` is given, then resolved), write and commit one checkpoint."""
+        assert self.directory is not None
+        try:
+            state_dict: dict[str, Any] = {"train": state.state_dict()}
+            if staged is not None:
+                if self._buffers is None:
+                    self._buffers = _create_cpu_state_dict(state_dict, pin_memory=torch.cuda.is_available())
+                state_dict = _copy_state_dict(state_dict, self._buffers)
+        except BaseException as error:
+            if staged is not None:
+                staged.set_exception(error)
+            raise
+        if staged is not None:
+            staged.set_result(None)
+        save_checkpoint(state_dict, checkpoint_id=self.directory / step_dir_name(progress.step),
+                        process_group=self.group)
+        self._commit(progress)
 
     def before_weights_change(self) -> None:
-        """Call before every optimizer step: waits (rarely) for an async save's copy to finish."""
+        """Call before every optimizer step: waits (rarely) until a background save has its copy."""
         if self._staging is None:
             return
         started = time.perf_counter()
-        self._staging.result()
-        self._staging = None
+        staging, self._staging = self._staging, None
+        staging.result()
         self._report_blocked(self._blocked_s + time.perf_counter() - started)
 
     def _report_blocked(self, seconds: float) -> None:
@@ -318,8 +315,8 @@ class CheckpointManager:
             self.on_blocked(seconds)
 
     def poll(self) -> None:
-        """Commit a finished background save; cheap enough to call every step."""
-        if self._pending is not None and self._pending.future.done():
+        """Note a finished background save (raising its error, if any); cheap enough for every step."""
+        if self._pending is not None and self._pending.finished.done():
             self.wait()
 
     def wait(self) -> None:
@@ -328,8 +325,7 @@ class CheckpointManager:
         if self._pending is None:
             return
         pending, self._pending = self._pending, None
-        pending.future.result()
-        self._commit(pending.progress)
+        pending.finished.result()
         log.info(
             "checkpoint step %d written in the background in %.3f s",
             pending.progress.step,
@@ -366,9 +362,10 @@ class CheckpointManager:
                 shutil.rmtree(entry, ignore_errors=True)
 
     def close(self) -> None:
-        """Finish any background save and release the staging buffers."""
+        """Finish any background save, stop the writer thread and release the staging buffers."""
         self.wait()
-        self._stager.close()
+        self._writer.shutdown(wait=True)
+        self._buffers = None
 
 
 def _write_durably(path: Path, text: str) -> None:
