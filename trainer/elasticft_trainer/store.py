@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -35,9 +36,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # TCPStore alone listens on every interface whatever host it is given, so two pods on one machine (two
+    # sandboxes, or host networking) would fight over the port: listen on the given address ourselves and
+    # hand the socket over. The socket object must let go of the fd (detach), or closing it would pull the
+    # listener from under the store. Only the classic backend accepts a listening fd.
+    listener = socket.create_server((args.host, args.port), backlog=1024)
     # multi_tenant: agents that probe the endpoint as a would-be server must find it taken, not crash it.
     store = dist.TCPStore(  # type: ignore[attr-defined]  # public, but torch's stubs do not re-export it
-        args.host, args.port, is_master=True, wait_for_workers=False, multi_tenant=True
+        args.host, args.port, is_master=True, wait_for_workers=False, multi_tenant=True,
+        master_listen_fd=listener.detach(), use_libuv=False,
     )
     log.info("rendezvous store listening on %s:%d", args.host, store.port)
     stopped.wait()
