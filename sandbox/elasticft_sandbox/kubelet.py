@@ -55,7 +55,7 @@ from elasticft_sandbox.podstatus import (
     should_restart,
     termination_message,
 )
-from elasticft_sandbox.processes import ProcessTree
+from elasticft_sandbox.processes import ProcessTable, ProcessTree
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +227,7 @@ class PodWorker:
                 )
                 return START_ERROR_EXIT_CODE
         self.process_id = process.pid
-        tree = ProcessTree(process.pid, self.dirs.pod_root / "processes.json")
+        tree = ProcessTree(process.pid, self.dirs.pod_root / "processes.json", self.kubelet.process_table)
         self.state = Running(started_at)
         self.ready = launch.readiness is None
         await self.report()
@@ -295,7 +295,7 @@ class PodWorker:
     async def _sample_tree(self, tree: ProcessTree) -> None:
         while True:
             await asyncio.sleep(TREE_SAMPLE_S)
-            await asyncio.to_thread(tree.refresh)
+            await asyncio.to_thread(tree.refresh, False)
 
     async def _probe_readiness(self, check: ReadinessCheck, launch: Launch) -> None:
         await asyncio.sleep(check.initial_delay_s)
@@ -383,6 +383,8 @@ class Kubelet(Controller):
         self.restart_backoff_s = restart_backoff_s
         self.python = python
         self.workers: dict[str, PodWorker] = {}
+        #: one scan of the machine's processes per sampling round serves every pod's tree
+        self.process_table = ProcessTable(TREE_SAMPLE_S / 2)
         self._ips = PodIpAllocator(addresses)
         self._collected: set[str] = set()
         self._deletions: set[asyncio.Task[None]] = set()

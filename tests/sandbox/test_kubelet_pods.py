@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import time
@@ -133,7 +134,7 @@ def test_python_pod_goes_pending_running_succeeded_with_logs_and_mapped_paths(
     assert (claim_dir / "checkpoints" / "demo" / "step-10").read_text() == "weights"
 
     pod_ip, node = final.status.pod_ip, final.spec.node_name
-    assert pod_ip.startswith("127.0.") and pod_ip != "127.0.0.1"
+    assert ipaddress.ip_address(pod_ip) in sandbox.addresses.pods and pod_ip != "127.0.0.1"
     expected = f"pod=worker ns=default ip={pod_ip} node={node} job=demo"
     assert expected in core.read_namespaced_pod_log("worker", "default")
     assert expected in kubectl(sandbox, "logs", "worker")
