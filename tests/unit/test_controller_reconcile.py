@@ -274,6 +274,21 @@ def test_unschedulable_spot_pods_show_spot_is_not_available() -> None:
     assert plan.status.generation == 2
 
 
+def test_a_reclaimed_node_is_not_offered_to_the_replacement_while_the_node_list_lags() -> None:
+    job, pods = running_job(Size(2, 0))
+    seen: list[int | None] = []
+
+    def decide(request: SizingRequest) -> SizeDecision:
+        seen.append(request.spot_available)
+        return SizeDecision(Size(1, 0), "one spot node left")
+
+    notice = worker(1, 1, SPOT, disruption="DisruptionTarget: TerminationByKubelet")
+    # the node list was read before the reclaim: node-1 still looks Ready and untainted
+    nodes = [NodeView(f"node-{i}", {"karpenter.sh/capacity-type": "spot"}, True, False) for i in (0, 1)]
+    plan_reconcile(job, observed([rdzv(), pods[0], notice], now=T0 + timedelta(minutes=1), nodes=nodes), decide)
+    assert seen == [1]
+
+
 def test_a_single_worker_job_runs_standalone_without_a_rendezvous() -> None:
     job = make_job(elastic={"minWorkers": 1, "maxWorkers": 1})
     plan = step(job, observed([], rendezvous_host=None), Size(1, 0))

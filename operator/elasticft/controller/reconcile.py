@@ -154,7 +154,8 @@ def _current_size(status: FineTuneJobStatus) -> Size:
 
 
 def spot_available(spec: FineTuneJobSpec, observed: Observed, generation: int) -> int | None:
-    """Spot workers the cluster can take now, as far as can be seen: untainted Ready spot nodes, or —
+    """Spot workers the cluster can take now, as far as can be seen: untainted Ready spot nodes not
+    hosting a pod marked for disruption (the pods are read fresh, the node list may be seconds old), or —
     when spot pods of this generation wait unschedulable — only as many as did get scheduled."""
     if not spec.capacity.spot.enabled:
         return 0
@@ -164,7 +165,8 @@ def spot_available(spec: FineTuneJobSpec, observed: Observed, generation: int) -
         return sum(1 for p in pods if p.node_name and not p.disrupted)
     nodes = matching_nodes(observed.nodes, spec.capacity.spot.node_selector)
     if nodes:
-        return sum(1 for n in nodes if n.ready and not n.terminating)
+        reclaimed = {p.node_name for p in observed.pods if p.disruption is not None}
+        return sum(1 for n in nodes if n.ready and not n.terminating and n.name not in reclaimed)
     return None
 
 
