@@ -259,33 +259,34 @@ def test_real_policy_never_leaves_worker_bounds() -> None:
         assert decision.size.spot <= max(available, 0) or decision.size.spot == 0
 
 
-def test_unschedulable_spot_pods_show_spot_is_not_available() -> None:
-    job, pods = running_job(Size(2, 1))
+def plan_recording_spot(job: FineTuneJob, obs: Observed, answer: Size) -> tuple[Plan, list[int | None]]:
+    """Plan with a sizing that answers `answer` and records the spot availability it was shown."""
     seen: list[int | None] = []
 
     def decide(request: SizingRequest) -> SizeDecision:
         seen.append(request.spot_available)
-        return SizeDecision(Size(1, 2), "spot short")
+        return SizeDecision(answer, "recorded")
 
+    return plan_reconcile(job, obs, decide), seen
+
+
+def test_unschedulable_spot_pods_show_spot_is_not_available() -> None:
+    job, pods = running_job(Size(2, 1))
     stuck = [pods[0], pods[1], worker(1, 2, SPOT, phase="Pending", ready=False, unschedulable=True, node_name=None)]
     nodes = [NodeView("spot-1", {"karpenter.sh/capacity-type": "spot"}, True, False)]
-    plan = plan_reconcile(job, observed([rdzv(), *stuck], now=T0 + timedelta(minutes=1), nodes=nodes), decide)
+    plan, seen = plan_recording_spot(job, observed([rdzv(), *stuck], now=T0 + timedelta(minutes=1), nodes=nodes),
+                                     Size(1, 2))
     assert seen == [1]
     assert plan.status.generation == 2
 
 
 def test_a_reclaimed_node_is_not_offered_to_the_replacement_while_the_node_list_lags() -> None:
     job, pods = running_job(Size(2, 0))
-    seen: list[int | None] = []
-
-    def decide(request: SizingRequest) -> SizeDecision:
-        seen.append(request.spot_available)
-        return SizeDecision(Size(1, 0), "one spot node left")
-
     notice = worker(1, 1, SPOT, disruption="DisruptionTarget: TerminationByKubelet")
     # the node list was read before the reclaim: node-1 still looks Ready and untainted
     nodes = [NodeView(f"node-{i}", {"karpenter.sh/capacity-type": "spot"}, True, False) for i in (0, 1)]
-    plan_reconcile(job, observed([rdzv(), pods[0], notice], now=T0 + timedelta(minutes=1), nodes=nodes), decide)
+    _, seen = plan_recording_spot(job, observed([rdzv(), pods[0], notice], now=T0 + timedelta(minutes=1),
+                                                nodes=nodes), Size(1, 0))
     assert seen == [1]
 
 
