@@ -25,12 +25,13 @@ SpotRun = tuple[int, float]
 
 
 @dataclass(frozen=True)
-class Outages:
-    """The outages seen so far: periods with fewer than m spot workers obtainable."""
+class Stretches:
+    """The stretches seen so far of availability of one kind (outages: fewer than m obtainable; or at
+    least n obtainable)."""
 
-    #: lengths of the completed outages (s)
+    #: lengths of the completed stretches (s)
     completed: tuple[float, ...]
-    #: age of the outage in progress (s); None while spot is usable
+    #: age of the stretch in progress (s); None while the availability now is of the other kind
     current_age_s: float | None
 
 
@@ -48,12 +49,18 @@ def periods(runs: Sequence[SpotRun], inside: Callable[[int], bool]) -> list[floa
     return lengths
 
 
-def outages(history: Sequence[SpotRun], available: int, age_s: float, min_workers: int) -> Outages:
-    """Split the observed runs, and the one in progress (`available` for `age_s`), into outages."""
-    below = periods([*history, (available, age_s)], lambda count: count < min_workers)
-    if available < min_workers:
-        return Outages(tuple(below[:-1]), below[-1])
-    return Outages(tuple(below), None)
+def stretches(history: Sequence[SpotRun], available: int, age_s: float, inside: Callable[[int], bool]) -> Stretches:
+    """Split the observed runs, and the one in progress (`available` for `age_s`), into the stretches
+    whose counts satisfy `inside`."""
+    lengths = periods([*history, (available, age_s)], inside)
+    if inside(available):
+        return Stretches(tuple(lengths[:-1]), lengths[-1])
+    return Stretches(tuple(lengths), None)
+
+
+def outages(history: Sequence[SpotRun], available: int, age_s: float, min_workers: int) -> Stretches:
+    """The outages: stretches with fewer than `min_workers` spot workers obtainable."""
+    return stretches(history, available, age_s, lambda count: count < min_workers)
 
 
 def expected_remaining_s(completed: Sequence[float], age_s: float) -> float:

@@ -53,7 +53,7 @@ import math
 from dataclasses import dataclass
 
 from elasticft.api.models import Mode
-from elasticft.policy.availability import SpotRun, expected_remaining_s, outages, periods
+from elasticft.policy.availability import SpotRun, expected_remaining_s, outages, periods, stretches
 from elasticft.policy.throughput import (
     PRIOR,
     ThroughputParams,
@@ -243,10 +243,10 @@ def spot_size(inp: PolicyInput, params: ThroughputParams, largest: int) -> int:
     needed = inp.samples_left / (JOB_FRACTION * max(inp.seconds_left - inp.restart_remaining_s, 1.0))
     best, best_rate = largest, -1.0
     for n in range(max(inp.min_workers, 1), largest + 1):
-        stretches = periods(runs, functools.partial(_at_least, n))
-        useful = sum(max(length - inp.restart_overhead_s, 0.0) for length in stretches) + prior
-        if stretches and runs[-1][0] >= n:  # the stretch in progress: its restart is not counted against it
-            useful += min(stretches[-1], inp.restart_overhead_s)
+        lengths = periods(runs, functools.partial(_at_least, n))
+        useful = sum(max(length - inp.restart_overhead_s, 0.0) for length in lengths) + prior
+        if lengths and runs[-1][0] >= n:  # the stretch in progress: its restart is not counted against it
+            useful += min(lengths[-1], inp.restart_overhead_s)
         rate = predict_throughput(params, n) * useful / observed
         if rate >= needed:
             return n
@@ -275,11 +275,11 @@ def spot_stint_pays(inp: PolicyInput, params: ThroughputParams, now: tuple[int, 
     not measured there is nothing to go on, and the move is allowed."""
     if not math.isfinite(inp.spot_availability_age_s):
         return True
-    runs = observed_runs(inp)
-    stretches = periods(runs, functools.partial(_at_least, new[0]))
-    if not stretches or runs[-1][0] < new[0]:
+    seen = stretches(inp.spot_history, inp.spot_available, inp.spot_availability_age_s,
+                     functools.partial(_at_least, new[0]))
+    if seen.current_age_s is None:
         return False
-    remaining = expected_remaining_s(stretches[:-1], stretches[-1])
+    remaining = expected_remaining_s(seen.completed, seen.current_age_s)
     d = inp.restart_overhead_s
     same_work_on_demand = hourly_cost(inp, *now) / predict_throughput(params, sum(now)) \
         * predict_throughput(params, sum(new)) * max(remaining - d, 0.0)
