@@ -1,13 +1,17 @@
 """Policy benchmark on real spot traces.
 
     python bench/policy.py table3  --json bench/results/policy_table3.json
-    python bench/policy.py elastic --json bench/results/policy_elastic.json [--trace-dir DIR]
+    python bench/policy.py elastic --json bench/results/policy_elastic.json [--trace-dir DIR] [--gang-workers G]
 
 table3:  the setting of Can't Be Late's Table 3 (NSDI 2024): one worker, C = 48 h, deadline 60 h,
          d = 0.2 h, spot = 1, on-demand k = 3.14, 300 start points on each of the 8 single-node traces.
+         Two references beside the policies (`elasticft.sim.known_distribution`): the best online policy
+         that knows the availability's distribution, fitted on the whole trace (known-distribution) or on
+         the half of the trace the run does not start in (held-out-distribution).
 elastic: a data-parallel job whose throughput is X(n) = n / (1 + 0.05 (n - 1)) (Amdahl, 5 % serial),
-         with the work of 48 h on a gang of G = min(8, M) workers, deadline 60 h, d = 0.2 h, on the
-         16-node availability and 4-node preemption traces (M = the trace's largest count: 16 and 4).
+         with the work of 48 h on a gang of G = min(8, M) workers (--gang-workers), deadline 60 h,
+         d = 0.2 h, on the 16-node availability and 4-node preemption traces (M = the trace's largest
+         count: 16 and 4).
          The gang policies (on-demand, greedy, polarized 0-or-G uniform-progress) run exactly G workers,
          all or nothing; the elastic ones (throughput-only, elasticft, omniscient) may run any k in [1, M]
          on the same curve, same work, same deadline: that freedom is the elastic edge DESIGN §5 claims.
@@ -31,11 +35,21 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from elasticft.sim.compare import OMNISCIENT, PolicySummary, run_policies, summarise
+from elasticft.sim.compare import (
+    HELD_OUT_DISTRIBUTION,
+    KNOWN_DISTRIBUTION,
+    OMNISCIENT,
+    PolicySummary,
+    run_policies,
+    summarise,
+)
 from elasticft.sim.replay import RunResult, SimJob, start_ticks
 from elasticft.sim.trace import SPOT_TRACES_DIR, SpotTrace, load_trace_dir
 
 NAMES = ["on-demand", "greedy", "uniform-progress", "throughput-only", "elasticft", OMNISCIENT]
+#: table3 also reports how close an online policy gets knowing the availability's distribution
+#: (`sim.known_distribution`): the reference for what the elasticft target asks.
+REFERENCES = {"table3": [KNOWN_DISTRIBUTION, HELD_OUT_DISTRIBUTION], "elastic": []}
 #: In `elastic`, these run a gang of exactly G workers; the others may use any k <= M.
 GANG_POLICIES = ["on-demand", "greedy", "uniform-progress"]
 DEFAULT_DIRS = {
@@ -57,26 +71,28 @@ def speedup_table(workers: int) -> tuple[float, ...]:
     return tuple([0.0] + [n / (1 + SERIAL_FRACTION * (n - 1)) for n in range(1, workers + 1)])
 
 
-def jobs_for(scenario: str, trace: SpotTrace) -> tuple[SimJob, SimJob]:
+def jobs_for(scenario: str, trace: SpotTrace, gang_workers: int = GANG_WORKERS) -> tuple[SimJob, SimJob]:
     """(gang job, elastic job) of the scenario on this trace: same work, curve and deadline; the gang runs
     exactly G workers, the elastic job any k <= M. In `table3` both are the single-worker job."""
     if scenario == "table3":
         job = SimJob(WORK_HOURS_AT_FULL_SIZE, DEADLINE_HOURS, RESTART_OVERHEAD_HOURS)
         return job, job
     pool = max(1, trace.max_available)
-    gang = speedup_table(min(GANG_WORKERS, pool))
+    gang = speedup_table(min(gang_workers, pool))
     work = WORK_HOURS_AT_FULL_SIZE * gang[-1]
     return (SimJob(work, DEADLINE_HOURS, RESTART_OVERHEAD_HOURS, gang),
             SimJob(work, DEADLINE_HOURS, RESTART_OVERHEAD_HOURS, speedup_table(pool)))
 
 
-def _run_trace(scenario: str, trace: SpotTrace, starts: int) -> tuple[str, dict[str, list[RunResult]], float]:
+def _run_trace(scenario: str, trace: SpotTrace, starts: int,
+               gang_workers: int) -> tuple[str, dict[str, list[RunResult]], float]:
     begun = time.perf_counter()
-    gang, elastic = jobs_for(scenario, trace)
+    gang, elastic = jobs_for(scenario, trace, gang_workers)
     ticks = start_ticks(trace, gang, starts)  # same deadline, so the same start points for both jobs
     results = run_policies(gang, trace, ticks, GANG_POLICIES)
-    results.update(run_policies(elastic, trace, ticks, [n for n in NAMES if n not in GANG_POLICIES]))
-    return trace.name, {name: results[name] for name in NAMES}, time.perf_counter() - begun
+    names = NAMES + REFERENCES[scenario]
+    results.update(run_policies(elastic, trace, ticks, [n for n in names if n not in GANG_POLICIES]))
+    return trace.name, {name: results[name] for name in names}, time.perf_counter() - begun
 
 
 def main(argv: list[str]) -> int:
@@ -84,6 +100,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("scenario", choices=sorted(DEFAULT_DIRS))
     parser.add_argument("--trace-dir", type=Path, help="use every *.json trace in this folder instead")
     parser.add_argument("--starts", type=int, default=300, help="start points per trace (default 300)")
+    parser.add_argument("--gang-workers", type=int, default=GANG_WORKERS,
+                        help=f"elastic: the gang policies' size G = min(this, M) (default {GANG_WORKERS})")
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--plot", type=Path, help="PNG (default: beside the JSON)")
     args = parser.parse_args(argv)
@@ -91,10 +109,10 @@ def main(argv: list[str]) -> int:
     begun = time.perf_counter()
     dirs = [args.trace_dir] if args.trace_dir else DEFAULT_DIRS[args.scenario]
     traces = [trace for directory in dirs for trace in load_trace_dir(directory)]
-    merged: dict[str, list[RunResult]] = {name: [] for name in NAMES}
+    merged: dict[str, list[RunResult]] = {name: [] for name in NAMES + REFERENCES[args.scenario]}
     per_trace: dict[str, dict[str, PolicySummary]] = {}
     with ProcessPoolExecutor(max_workers=2) as pool:
-        futures = [pool.submit(_run_trace, args.scenario, trace, args.starts) for trace in traces]
+        futures = [pool.submit(_run_trace, args.scenario, trace, args.starts, args.gang_workers) for trace in traces]
         for future in futures:
             name, results, seconds = future.result()
             per_trace[name] = summarise(results)
@@ -105,14 +123,15 @@ def main(argv: list[str]) -> int:
     elapsed = time.perf_counter() - begun
 
     sizes = {trace.name: {"gang": gang.max_workers, "elastic_max": elastic.max_workers}
-             for trace in traces for gang, elastic in [jobs_for(args.scenario, trace)]}
+             for trace in traces for gang, elastic in [jobs_for(args.scenario, trace, args.gang_workers)]}
     parameters = {
         "work_hours_at_full_size": WORK_HOURS_AT_FULL_SIZE, "deadline_hours": DEADLINE_HOURS,
         "restart_overhead_hours": RESTART_OVERHEAD_HOURS, "spot_price": 1.0, "on_demand_price": 3.14,
         "starts_per_trace": args.starts, "traces": [str(d) for d in dirs], "workers_per_trace": sizes,
         "throughput_curve": "X(n) = n / (1 + 0.05 (n - 1))" if args.scenario == "elastic" else "X(1) = 1",
         "sizes": ("gang policies (on-demand, greedy, uniform-progress: polarized 0-or-G) run exactly G = "
-                  "min(8, M) workers; throughput-only, elasticft and omniscient run any k in [1, M], "
+                  f"min({args.gang_workers}, M) workers; throughput-only, elasticft and omniscient run any k "
+                  "in [1, M], "
                   "M = the trace's largest count; work = 48 h at G workers for all"
                   if args.scenario == "elastic" else "one worker"),
         "wall_seconds": round(elapsed, 1),

@@ -7,25 +7,47 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from elasticft.sim import omniscient
+from elasticft.sim import known_distribution, omniscient
 from elasticft.sim.policies import POLICIES
 from elasticft.sim.replay import RunResult, SimJob, follow_schedule, replay
 from elasticft.sim.trace import SpotTrace
 
 OMNISCIENT = "omniscient"
+#: References for single-worker jobs (`sim.known_distribution`): the best online policy knowing the
+#: availability's distribution, fitted on the whole trace, or on the half of it the run does not start in.
+KNOWN_DISTRIBUTION = "known-distribution"
+HELD_OUT_DISTRIBUTION = "held-out-distribution"
 
 
 def run_policies(job: SimJob, trace: SpotTrace, starts: list[int], names: Iterable[str]) -> dict[str, list[RunResult]]:
     """One RunResult per start tick for each named policy; `omniscient` replays its hindsight schedule."""
     results: dict[str, list[RunResult]] = {}
     for name in names:
-        if name == OMNISCIENT:
+        if name == KNOWN_DISTRIBUTION:
+            fitted = known_distribution.policy(job, trace.gap_seconds, trace.available)
+            results[name] = [replay(job, trace, start, fitted) for start in starts]
+        elif name == HELD_OUT_DISTRIBUTION:
+            results[name] = _held_out_runs(job, trace, starts)
+        elif name == OMNISCIENT:
             optimum = omniscient.plan(job, trace, starts)
             results[name] = [replay(job, trace, start, follow_schedule(schedule))
                              for start, schedule in zip(starts, optimum.schedules, strict=True)]
         else:
             results[name] = [replay(job, trace, start, POLICIES[name]) for start in starts]
     return results
+
+
+def _held_out_runs(job: SimJob, trace: SpotTrace, starts: list[int]) -> list[RunResult]:
+    """The known-distribution policy fitted on the half of the trace each run does not start in."""
+    half = trace.ticks // 2
+    runs: dict[int, RunResult] = {}
+    halves = ((trace.available[half:], range(half)), (trace.available[:half], range(half, trace.ticks)))
+    for fitted_on, starting_in in halves:
+        chosen = [start for start in starts if start in starting_in]
+        if chosen:
+            fitted = known_distribution.policy(job, trace.gap_seconds, fitted_on)
+            runs.update((start, replay(job, trace, start, fitted)) for start in chosen)
+    return [runs[start] for start in starts]
 
 
 @dataclass(frozen=True)
