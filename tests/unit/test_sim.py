@@ -25,6 +25,7 @@ def test_on_demand_run_costs_work_plus_one_restart_at_the_on_demand_price() -> N
     assert result.cost == pytest.approx(3.14 * 3.5)
     assert result.completion_hours == pytest.approx(3.5)
     assert result.deadline_met and result.on_demand_work_hours == pytest.approx(3.0)
+    assert result.work_cost == pytest.approx(3.14 * 3.0)  # the paper's measure: the restart is not billed
 
 
 def test_preempted_spot_run_pays_a_restart_on_each_side_of_the_outage() -> None:
@@ -35,6 +36,7 @@ def test_preempted_spot_run_pays_a_restart_on_each_side_of_the_outage() -> None:
     assert result.cost == pytest.approx(2.0 + 1.0)
     assert result.completion_hours == pytest.approx(4.0)
     assert result.restarts == 2 and result.spot_work_hours == pytest.approx(2.0)
+    assert result.work_cost == pytest.approx(2.0)
 
 
 def test_elastic_job_runs_faster_on_more_workers_as_its_curve_says() -> None:

@@ -1,7 +1,9 @@
-"""The best online policy that knows how spot availability is distributed, but not what it will do.
+"""The best online policy that knows how long spot stretches and outages last, but not when they end.
 
-A reference, not a policy the operator runs: it says how close *any* online policy can come to the
-omniscient optimum when it knows everything about the availability except its future. Single-worker
+A reference, not a policy the operator runs: the optimal policy for a semi-Markov model of the spot
+availability fitted to a trace. Fitted to the very trace it is replayed on, it says how close an online
+policy comes to the omniscient optimum when the one thing it lacks is the future itself; fitted to
+another stretch of the trace, what a model learned from the pool's past would reach. Single-worker
 jobs only (the setting of *Can't Be Late*'s Table 3).
 
 Model. Availability alternates between spot stretches (spot obtainable) and outages. Each run lasts a

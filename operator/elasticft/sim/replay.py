@@ -94,7 +94,9 @@ class RunResult:
 
     `spot_hours`/`on_demand_hours` are instance-hours billed (restart overheads included);
     `*_work_hours` are the single-worker-equivalent compute hours done on each capacity type, the
-    measure of the paper's Table 3 (which excludes changeover delays).
+    measure of the paper's Table 3 (which excludes changeover delays), and `work_cost` prices them at
+    one worker's price of their capacity type: k * on-demand work hours + spot price * spot work hours,
+    the cost by which the paper compares policies.
     """
 
     cost: float
@@ -106,6 +108,7 @@ class RunResult:
     finished: bool
     deadline_met: bool
     restarts: int
+    work_cost: float
 
 
 def replay(job: SimJob, trace: SpotTrace, start_tick: int, policy: SimPolicy) -> RunResult:
@@ -125,7 +128,7 @@ def replay(job: SimJob, trace: SpotTrace, start_tick: int, policy: SimPolicy) ->
     since_availability_change = 0.0
     last_available = -1
     history: tuple[tuple[int, float], ...] = ()
-    cost = spot_hours = on_demand_hours = spot_work = on_demand_work = 0.0
+    cost = spot_hours = on_demand_hours = spot_work = on_demand_work = work_cost = 0.0
     restarts = 0
     for i in range(max_ticks):
         tick = start_tick + i
@@ -167,6 +170,7 @@ def replay(job: SimJob, trace: SpotTrace, start_tick: int, policy: SimPolicy) ->
             work += gained
             spot_work += gained * current[0] / workers
             on_demand_work += gained * current[1] / workers
+            work_cost += gained * (current[0] * spot_price + current[1] * job.on_demand_price_per_hour) / workers
             work_since_checkpoint = (work_since_checkpoint + gained) % (rate * job.checkpoint_interval_hours)
             cost += billed * (current[0] * spot_price + current[1] * job.on_demand_price_per_hour)
             spot_hours += billed * current[0]
@@ -176,9 +180,9 @@ def replay(job: SimJob, trace: SpotTrace, start_tick: int, policy: SimPolicy) ->
         if work >= job.work_hours - 1e-9:
             completion = i * gap + billed
             return RunResult(cost, spot_hours, on_demand_hours, spot_work, on_demand_work, completion, True,
-                             completion <= job.deadline_hours + 1e-6, restarts)
+                             completion <= job.deadline_hours + 1e-6, restarts, work_cost)
     return RunResult(cost, spot_hours, on_demand_hours, spot_work, on_demand_work, max_ticks * gap, False,
-                     False, restarts)
+                     False, restarts, work_cost)
 
 
 def start_ticks(trace: SpotTrace, job: SimJob, count: int) -> list[int]:
