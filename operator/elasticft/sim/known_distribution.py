@@ -49,6 +49,8 @@ MISSED_DEADLINE_COST = 1e6
 #: Configurations by action index: idle, one spot worker, one on-demand worker.
 ACTIONS: tuple[Config, ...] = (IDLE, (1, 0), (0, 1))
 _IDLE, _SPOT, _ON_DEMAND = 0, 1, 2
+#: The action index of a configuration held; anything else running is the on-demand worker.
+_HELD = {IDLE: _IDLE, (1, 0): _SPOT}
 
 
 @dataclass(frozen=True)
@@ -96,22 +98,20 @@ class KnownDistributionPolicy:
     actions: npt.NDArray[np.uint8]
     gap_hours: float
     units_per_tick: int
-    restart_units: int
     #: restart still owed (units) -> index into the actions' third axis
     owed_index: dict[int, int]
-    max_age: int
 
     def __call__(self, observation: SimObservation) -> Config:
         g = self.gap_hours
         ticks_left = self.actions.shape[0] - 1 - round(observation.elapsed_hours / g)
         if ticks_left <= 0:
             return ACTIONS[_ON_DEMAND]  # past the deadline: finish as fast as possible
-        held = {IDLE: _IDLE, (1, 0): _SPOT}.get(observation.current, _ON_DEMAND)
+        held = _HELD.get(observation.current, _ON_DEMAND)
         owed = round(observation.restart_overhead_left_hours / g * self.units_per_tick)
         work = math.ceil(observation.work_left_hours / g * self.units_per_tick - 1e-6)
-        age = min(round(observation.hours_since_availability_change / g), self.max_age - 1)
+        age = round(observation.hours_since_availability_change / g)
         action = self.actions[ticks_left, held, self.owed_index.get(owed, 0), int(observation.spot_available > 0),
-                              min(work, self.actions.shape[4] - 1), age]
+                              min(work, self.actions.shape[4] - 1), min(age, self.actions.shape[5] - 1)]
         return ACTIONS[int(action)]
 
 
@@ -148,18 +148,11 @@ def solve(job: SimJob, gap_seconds: float, hazards: Hazards) -> KnownDistributio
         previous = value
         value = np.empty_like(previous)
         for kind in (0, 1):
-            hazard = hazards.h[kind][None, :]
-
-            def expected(config: int, owed: int, left: npt.NDArray[np.int64],
-                         previous: npt.NDArray[np.float64] = previous, kind: int = kind,
-                         hazard: npt.NDArray[np.float64] = hazard) -> npt.NDArray[np.float64]:
-                stays = previous[config, owed_index[owed], kind][left][:, older]
-                flips = previous[config, owed_index[owed], 1 - kind][left][:, :1]
-                result: npt.NDArray[np.float64] = (1.0 - hazard) * stays + hazard * flips
-                return result
-
+            hazard = hazards.h[kind]
+            # E[V_{tau-1}] over the next tick's availability, per (config, owed index, w, a)
+            expected = (1.0 - hazard) * previous[:, :, kind][..., older] + hazard * previous[:, :, 1 - kind][..., :1]
             # the value of running c this tick having entered it owing `owed` units of restart
-            entered: dict[tuple[int, int], npt.NDArray[np.float64]] = {(_IDLE, 0): expected(_IDLE, 0, work)}
+            entered: dict[tuple[int, int], npt.NDArray[np.float64]] = {(_IDLE, 0): expected[_IDLE, 0]}
             for config in (_SPOT, _ON_DEMAND):
                 if config == _SPOT and kind == 0:
                     continue
@@ -169,7 +162,7 @@ def solve(job: SimJob, gap_seconds: float, hazards: Hazards) -> KnownDistributio
                     left = np.maximum(work - gain, 0)
                     finishing = (work > 0) & (work <= gain)
                     tick_cost = prices[config] * g * np.where(finishing, (spent + work) / sub, 1.0)
-                    later = np.where(finishing[:, None], 0.0, expected(config, owed - spent, left))
+                    later = np.where(finishing[:, None], 0.0, expected[config, owed_index[owed - spent]][left])
                     entered[(config, owed)] = tick_cost[:, None] + later
             for held in (_IDLE, _SPOT, _ON_DEMAND):
                 for owed, o in owed_index.items():
@@ -190,7 +183,7 @@ def solve(job: SimJob, gap_seconds: float, hazards: Hazards) -> KnownDistributio
                     best[0, :] = 0.0
                     value[held, o, kind] = best
                     actions[ticks_left, held, o, kind] = choice
-    return KnownDistributionPolicy(actions, g, sub, restart, owed_index, ages)
+    return KnownDistributionPolicy(actions, g, sub, owed_index)
 
 
 def policy(job: SimJob, gap_seconds: float, fitted_on: npt.NDArray[np.int64]) -> SimPolicy:
