@@ -13,6 +13,7 @@ _SUBRESOURCE_KINDS = {
     "log": ("", "v1", "Pod", ("get",)),
     "status": (None, None, None, ("get", "patch", "update")),
     "scale": ("autoscaling", "v1", "Scale", ("get", "patch", "update")),
+    "token": ("authentication.k8s.io", "v1", "TokenRequest", ("create",)),
 }
 
 

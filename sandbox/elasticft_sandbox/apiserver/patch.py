@@ -54,7 +54,7 @@ def strategic_merge_patch(target: dict[str, Any], patch: dict[str, Any], kind_sc
     return _merge_map(target, patch, kind_schema)
 
 
-def _property_schema(schema: dict[str, Any], key: str) -> dict[str, Any]:
+def property_schema(schema: dict[str, Any], key: str) -> dict[str, Any]:
     resolved = core_schemas.resolve(schema)
     properties = resolved.get("properties") or {}
     if key in properties:
@@ -81,7 +81,7 @@ def _merge_map(target: Any, patch: dict[str, Any], schema: dict[str, Any]) -> An
         if value is None:
             result.pop(key, None)
             continue
-        field_schema = _property_schema(schema, key)
+        field_schema = property_schema(schema, key)
         if isinstance(value, dict):
             merged = _merge_map(result.get(key), value, field_schema)
             if merged is None:

@@ -24,6 +24,8 @@ class ResourceType:
     printer_columns: tuple[dict[str, Any], ...] = field(default=(), compare=False, hash=False)
     storage_version: str = ""
     verbs: tuple[str, ...] = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+    #: answered at once and never stored (access and identity reviews): only `create` is served
+    review: bool = False
 
     @property
     def singular(self) -> str:
@@ -66,7 +68,22 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _core("persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",), True),
     _core("configmaps", "ConfigMap", True, ("cm",)),
     _core("namespaces", "Namespace", False, ("ns",), True),
+    _core("secrets", "Secret", True),
+    _core("serviceaccounts", "ServiceAccount", True, ("sa",), extra=("token",)),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True),
+    ResourceType("apps", "v1", "deployments", "Deployment", True, ("deploy",), ("all",), True, ("status", "scale")),
+    ResourceType("apps", "v1", "replicasets", "ReplicaSet", True, ("rs",), ("all",), True, ("status", "scale")),
+    *(ResourceType("rbac.authorization.k8s.io", "v1", plural, kind, namespaced)
+      for plural, kind, namespaced in (("roles", "Role", True), ("rolebindings", "RoleBinding", True),
+                                       ("clusterroles", "ClusterRole", False),
+                                       ("clusterrolebindings", "ClusterRoleBinding", False))),
+    *(ResourceType(group, "v1", plural, kind, namespaced, verbs=("create",), review=True)
+      for group, plural, kind, namespaced in (
+          ("authorization.k8s.io", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False),
+          ("authorization.k8s.io", "subjectaccessreviews", "SubjectAccessReview", False),
+          ("authorization.k8s.io", "localsubjectaccessreviews", "LocalSubjectAccessReview", True),
+          ("authentication.k8s.io", "selfsubjectreviews", "SelfSubjectReview", False),
+      )),
     ResourceType(
         "apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False,
         ("crd", "crds"), ("api-extensions",), True, ("status",),

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from aiohttp import web
 
-from . import core_schemas, discovery, openapi, tables, validation
+from . import core_schemas, discovery, fieldmanager, openapi, protobuf, tables, validation
 from .errors import ApiError
 from .patch import (
     APPLY_PATCH,
@@ -152,8 +153,10 @@ class Routes:
                 raise ApiError(404, "the server could not find the requested resource")
             return resource
 
-        if (len(segments) >= 3 and segments[0] == "namespaces"
-                and (resource := self.registry.get(group, version, segments[2])) is not None and resource.namespaced):
+        if len(segments) >= 3 and segments[0] == "namespaces":
+            resource = lookup(segments[2])
+            if not resource.namespaced:
+                raise ApiError(404, "the server could not find the requested resource")
             rest = segments[3:]
             return Target(resource, segments[1], *rest[:2]) if len(rest) <= 2 else None
         if not segments or len(segments) > 3:
@@ -244,10 +247,22 @@ class Routes:
         return _json(obj)
 
     async def _body(self, request: web.Request) -> Any:
+        """The request body as JSON values, whichever of JSON, YAML (apply) and protobuf it came in."""
         raw = await request.read()
         if not raw:
             return None
-        return json.loads(raw)
+        if request.content_type == protobuf.MEDIA_TYPE:
+            return protobuf.decode(raw)
+        try:
+            if request.content_type in (APPLY_PATCH, "application/yaml"):
+                return yaml.safe_load(raw.decode())
+            return json.loads(raw)
+        except (UnicodeDecodeError, yaml.YAMLError) as error:
+            raise ApiError(400, f"the body of the request could not be decoded: {error}") from error
+
+    @staticmethod
+    def _manager(request: web.Request) -> str:
+        return fieldmanager.manager_name(request.query.get("fieldManager"), request.headers.get("User-Agent", ""))
 
     def _admit(self, request: web.Request, target: Target, obj: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         """Prune unknown fields (an error under fieldValidation=Strict), apply defaults, validate."""
@@ -275,13 +290,19 @@ class Routes:
             body["metadata"].setdefault("namespace", target.namespace)
         body["apiVersion"], body["kind"] = target.resource.api_version, target.resource.kind
         obj, warnings = self._admit(request, target, body)
+        fieldmanager.record_update(target.resource, None, obj, self._manager(request), now_rfc3339())
         dry_run = request.query.get("dryRun") == "All"
         created = self.store.create(target.resource, target.namespace, obj, dry_run=dry_run)
         return _json(self._versioned(target, created), 201, self._warning_headers(warnings))
 
-    async def _write(self, request: web.Request, target: Target, new: dict[str, Any]) -> web.Response:
+    async def _write(self, request: web.Request, target: Target, new: dict[str, Any],
+                     applied_by: str = "") -> web.Response:
+        """PUT, PATCH and apply: admit the new object, record who changed what, store it."""
         new["apiVersion"], new["kind"] = target.resource.api_version, target.resource.kind
         obj, warnings = self._admit(request, target, new)
+        if not applied_by and not target.subresource:
+            old = self.store.get(target.resource, target.namespace, target.name)
+            fieldmanager.record_update(target.resource, old, obj, self._manager(request), now_rfc3339())
         updated = self.store.update(target.resource, target.namespace, target.name, obj, target.subresource,
                                     dry_run=request.query.get("dryRun") == "All")
         return _json(self._versioned(target, updated), 200, self._warning_headers(warnings))
@@ -292,9 +313,35 @@ class Routes:
             raise ApiError(400, "the body of the request must be an object")
         return await self._write(request, target, body)
 
+    async def _apply(self, request: web.Request, target: Target, applied: Any) -> web.Response:
+        """Server-side apply: create the object if it does not exist, else merge as its managers allow."""
+        if not isinstance(applied, dict):
+            raise ApiError(400, "the body of an apply patch must be an object")
+        if not request.query.get("fieldManager"):
+            raise ApiError(422, "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required "
+                                "for apply patch")
+        manager, force = request.query["fieldManager"], request.query.get("force") == "true"
+        applied.setdefault("metadata", {}).setdefault("name", target.name)
+        if applied["metadata"]["name"] != target.name:
+            raise ApiError(400, f'the name of the object ({applied["metadata"]["name"]}) does not match the name on '
+                                f"the URL ({target.name})")
+        if target.resource.namespaced:
+            applied["metadata"].setdefault("namespace", target.namespace)
+        live = None if not self._exists(target) else self.store.get(target.resource, target.namespace, target.name)
+        merged = fieldmanager.apply(target.resource, live, applied, manager, force, now_rfc3339())
+        if live is None:
+            merged["apiVersion"], merged["kind"] = target.resource.api_version, target.resource.kind
+            obj, warnings = self._admit(request, target, merged)
+            created = self.store.create(target.resource, target.namespace, obj,
+                                        dry_run=request.query.get("dryRun") == "All")
+            return _json(self._versioned(target, created), 201, self._warning_headers(warnings))
+        return await self._write(request, target, merged, applied_by=manager)
+
     async def _patch(self, request: web.Request, target: Target) -> web.Response:
         content_type = request.content_type
         patch = await self._body(request)
+        if content_type == APPLY_PATCH:
+            return await self._apply(request, target, patch)
         current = self.store.get(target.resource, target.namespace, target.name)
         base = json.loads(json.dumps(current))
         if content_type == MERGE_PATCH:
@@ -309,8 +356,7 @@ class Routes:
             if not target.resource.is_custom:
                 accepted += f", {STRATEGIC_MERGE_PATCH}"
             raise ApiError(415, f"the body of the request was in an unknown format - accepted media types include: "
-                                f"{accepted}" + ("" if content_type != APPLY_PATCH else " (server-side apply is not "
-                                                                                          "emulated)"))
+                                f"{accepted}, {APPLY_PATCH}")
         if not isinstance(patched, dict):
             raise ApiError(422, "the patch did not produce an object")
         return await self._write(request, target, patched)

@@ -231,12 +231,13 @@ class Store:
         validation.validate_name(obj, resource)
         if resource.plural == "customresourcedefinitions":
             validation.validate_crd(obj)
-        for transient in ("deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion", "managedFields"):
+        for transient in ("deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion"):
             meta.pop(transient, None)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339()
         meta["generation"] = 1
-        strategies.prepare_create(resource, obj, self._cluster_ips, meta["creationTimestamp"])
+        strategies.strategy_for(resource).prepare_create(
+            obj, strategies.CreateContext(self._cluster_ips, meta["creationTimestamp"]))
         if dry_run:
             if resource.plural == "services":
                 self._cluster_ips.release((obj.get("spec") or {}).get("clusterIP"))
@@ -283,7 +284,7 @@ class Store:
         if resource.plural == "customresourcedefinitions" and subresource != "status":
             validation.validate_crd(new)
             new["status"] = strategies.crd_status(new, now_rfc3339())
-        strategies.prepare_update(resource, old, new)
+        strategies.strategy_for(resource).prepare_update(old, new)
         for immutable in ("uid", "creationTimestamp", "namespace", "deletionTimestamp", "deletionGracePeriodSeconds",
                           "generation"):
             if immutable in old_meta:
@@ -326,7 +327,7 @@ class Store:
             self._orphan_dependents(meta["uid"])
         elif options.propagation_policy == "Foreground":
             self._collect_dependents(meta["uid"], exclude_owner=True)
-        grace = strategies.graceful_deletion_seconds(resource, obj, options.grace_period_seconds)
+        grace = strategies.strategy_for(resource).graceful_deletion_seconds(obj, options.grace_period_seconds)
         if meta.get("deletionTimestamp"):
             current_grace = int(meta.get("deletionGracePeriodSeconds") or 0)
             grace = min(grace, current_grace)

@@ -1,9 +1,12 @@
 """Per-type behaviour the real API server implements in its registry strategies: defaults set on
-create, fields that writes through the main resource may not change, and graceful deletion of pods."""
+create, fields that writes through the main resource may not change, and graceful deletion of pods.
+One `Strategy` per kind that needs one; `strategy_for` finds it."""
 
 from __future__ import annotations
 
+import base64
 import ipaddress
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ApiError
@@ -125,29 +128,56 @@ def crd_status(obj: dict[str, Any], now: str) -> dict[str, Any]:
     }
 
 
-def prepare_create(resource: ResourceType, obj: dict[str, Any], allocator: ClusterIPAllocator, now: str) -> None:
-    """Defaults and the status a freshly created object starts with."""
-    if resource.group == "":
-        if resource.plural == "pods":
-            _default_pod(obj)
-        elif resource.plural == "services":
-            _default_service(obj, allocator)
-        elif resource.plural == "persistentvolumeclaims":
-            _default_pvc(obj)
-        elif resource.plural == "namespaces":
-            obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
-            obj["spec"] = {"finalizers": ["kubernetes"]}
-            obj["status"] = {"phase": "Active"}
-    elif resource.plural == "customresourcedefinitions":
-        _default_crd(obj)
-        obj["status"] = crd_status(obj, now)
-    elif resource.is_custom and resource.has_status:
-        obj.pop("status", None)
+class Strategy:
+    """One kind's REST strategy: defaults on create, what an update may not change, how it is deleted.
+
+    The base class is what every kind does; a kind that does more overrides the hook it needs.
+    """
+
+    def prepare_create(self, obj: dict[str, Any], context: CreateContext) -> None:
+        """Defaults and the status a freshly created object starts with."""
+
+    def prepare_update(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        """Carry over (or refuse changes to) what an update may not change."""
+
+    def graceful_deletion_seconds(self, obj: dict[str, Any], requested: int | None) -> int:
+        """Seconds the object stays with `deletionTimestamp` before it is removed; 0 removes it at once."""
+        return 0
 
 
-def prepare_update(resource: ResourceType, old: dict[str, Any], new: dict[str, Any]) -> None:
-    """Carry over what an update may not change: allocated service IPs, the pod's node binding."""
-    if resource.group == "" and resource.plural == "services":
+@dataclass(frozen=True)
+class CreateContext:
+    """What create hooks may need besides the object: the cluster IP allocator and the time."""
+
+    cluster_ips: ClusterIPAllocator
+    now: str
+
+
+class PodStrategy(Strategy):
+    def prepare_create(self, obj: dict[str, Any], context: CreateContext) -> None:
+        _default_pod(obj)
+
+    def prepare_update(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        old_node = (old.get("spec") or {}).get("nodeName")
+        if old_node and (new.get("spec") or {}).get("nodeName") != old_node:
+            new.setdefault("spec", {})["nodeName"] = old_node
+
+    def graceful_deletion_seconds(self, obj: dict[str, Any], requested: int | None) -> int:
+        """Pods bound to a node are deleted gracefully (the kubelet finishes the deletion); others at once."""
+        if not (obj.get("spec") or {}).get("nodeName"):
+            return 0
+        if (obj.get("status") or {}).get("phase") in _TERMINAL_POD_PHASES:
+            return 0
+        if requested is not None:
+            return max(0, requested)
+        return int((obj.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+
+
+class ServiceStrategy(Strategy):
+    def prepare_create(self, obj: dict[str, Any], context: CreateContext) -> None:
+        _default_service(obj, context.cluster_ips)
+
+    def prepare_update(self, old: dict[str, Any], new: dict[str, Any]) -> None:
         spec = new.setdefault("spec", {})
         old_spec = old.get("spec") or {}
         if not spec.get("clusterIP"):
@@ -155,20 +185,93 @@ def prepare_update(resource: ResourceType, old: dict[str, Any], new: dict[str, A
             spec["clusterIPs"] = old_spec.get("clusterIPs")
         elif spec["clusterIP"] != old_spec.get("clusterIP"):
             raise ApiError(422, "spec.clusterIP: Invalid value: field is immutable")
-    elif resource.group == "" and resource.plural == "pods":
-        old_node = (old.get("spec") or {}).get("nodeName")
-        if old_node and (new.get("spec") or {}).get("nodeName") != old_node:
-            new.setdefault("spec", {})["nodeName"] = old_node
 
 
-def graceful_deletion_seconds(resource: ResourceType, obj: dict[str, Any], requested: int | None) -> int:
-    """Pods bound to a node are deleted gracefully (the kubelet finishes the deletion); others at once."""
-    if resource.group != "" or resource.plural != "pods":
-        return 0
-    if not (obj.get("spec") or {}).get("nodeName"):
-        return 0
-    if (obj.get("status") or {}).get("phase") in _TERMINAL_POD_PHASES:
-        return 0
-    if requested is not None:
-        return max(0, requested)
-    return int((obj.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+class PersistentVolumeClaimStrategy(Strategy):
+    def prepare_create(self, obj: dict[str, Any], context: CreateContext) -> None:
+        _default_pvc(obj)
+
+
+class NamespaceStrategy(Strategy):
+    def prepare_create(self, obj: dict[str, Any], context: CreateContext) -> None:
+        obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
+        obj["spec"] = {"finalizers": ["kubernetes"]}
+        obj["status"] = {"phase": "Active"}
+
+
+class CustomResourceDefinitionStrategy(Strategy):
+    def prepare_create(self, obj: dict[str, Any], context: CreateContext) -> None:
+        _default_crd(obj)
+        obj["status"] = crd_status(obj, context.now)
+
+
+class CustomResourceStrategy(Strategy):
+    """Custom resources with a status subresource start without status (only /status writes it)."""
+
+    def prepare_create(self, obj: dict[str, Any], context: CreateContext) -> None:
+        obj.pop("status", None)
+
+
+class SecretStrategy(Strategy):
+    """`stringData` is write-only: merged into `data` (base64) on every write; the type defaults to Opaque
+    and cannot change."""
+
+    def prepare_create(self, obj: dict[str, Any], context: CreateContext) -> None:
+        obj.setdefault("type", "Opaque")
+        _merge_string_data(obj)
+
+    def prepare_update(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        new.setdefault("type", old.get("type", "Opaque"))
+        if new["type"] != old.get("type", "Opaque"):
+            raise ApiError(422, f'Secret "{old["metadata"]["name"]}" is invalid: type: Invalid value: '
+                                f'"{new["type"]}": field is immutable')
+        _merge_string_data(new)
+
+
+def _merge_string_data(secret: dict[str, Any]) -> None:
+    string_data = secret.pop("stringData", None) or {}
+    if string_data:
+        data = secret.setdefault("data", {})
+        for key, value in string_data.items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
+
+
+class WorkloadStrategy(Strategy):
+    """Deployments and ReplicaSets: one replica unless asked, status written only by their controller."""
+
+    def prepare_create(self, obj: dict[str, Any], context: CreateContext) -> None:
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("replicas", 1)
+        spec.setdefault("revisionHistoryLimit", 10)
+        obj["status"] = {}
+
+
+class DeploymentStrategy(WorkloadStrategy):
+    def prepare_create(self, obj: dict[str, Any], context: CreateContext) -> None:
+        super().prepare_create(obj, context)
+        spec = obj["spec"]
+        spec.setdefault("progressDeadlineSeconds", 600)
+        strategy = spec.setdefault("strategy", {"type": "RollingUpdate"})
+        if strategy.get("type", "RollingUpdate") == "RollingUpdate":
+            strategy.setdefault("rollingUpdate", {"maxSurge": "25%", "maxUnavailable": "25%"})
+
+
+_BASE = Strategy()
+_STRATEGIES: dict[tuple[str, str], Strategy] = {
+    ("", "pods"): PodStrategy(),
+    ("", "services"): ServiceStrategy(),
+    ("", "persistentvolumeclaims"): PersistentVolumeClaimStrategy(),
+    ("", "namespaces"): NamespaceStrategy(),
+    ("", "secrets"): SecretStrategy(),
+    ("apps", "deployments"): DeploymentStrategy(),
+    ("apps", "replicasets"): WorkloadStrategy(),
+    ("apiextensions.k8s.io", "customresourcedefinitions"): CustomResourceDefinitionStrategy(),
+}
+_CUSTOM = CustomResourceStrategy()
+
+
+def strategy_for(resource: ResourceType) -> Strategy:
+    """The strategy of a served type: its own, the custom-resource one, or the base."""
+    if resource.is_custom:
+        return _CUSTOM if resource.has_status else _BASE
+    return _STRATEGIES.get((resource.group, resource.plural), _BASE)
