@@ -1,4 +1,5 @@
-"""The whole sandbox in one object: API server, scheduler, kubelet, service proxy and node pools.
+"""The whole sandbox in one object: API server, scheduler, kubelet, service proxy, workload controllers
+(Deployments, ReplicaSets) and node pools.
 
     with Sandbox(tmp_path, pools_file) as sandbox:
         subprocess.run(["kubectl", "--kubeconfig", sandbox.kubeconfig, "get", "nodes"])
@@ -33,6 +34,7 @@ from elasticft_sandbox.pooldriver import PoolDriver
 from elasticft_sandbox.processes import kill_recorded
 from elasticft_sandbox.proxy import ServiceProxy
 from elasticft_sandbox.scheduler import Scheduler
+from elasticft_sandbox.workloads import WorkloadController
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +118,12 @@ class Sandbox:
         pods = Informer(api, "/api/v1/pods", "Pod")
         nodes = Informer(api, "/api/v1/nodes", "Node")
         services = Informer(api, "/api/v1/services", "Service")
-        for informer in (pods, nodes, services):
+        deployments = Informer(api, "/apis/apps/v1/deployments", "Deployment")
+        replicasets = Informer(api, "/apis/apps/v1/replicasets", "ReplicaSet")
+        informers = (pods, nodes, services, deployments, replicasets)
+        for informer in informers:
             self._spawn(informer.run())
-        for informer in (pods, nodes, services):
+        for informer in informers:
             await informer.synced.wait()
         self._driver = PoolDriver(api, config, pods, nodes, self.addresses)
         await self._driver.start()
@@ -127,7 +132,8 @@ class Sandbox:
             addresses=self.addresses,
         )
         self._proxy = ServiceProxy(services, pods)
-        for controller in (Scheduler(api, pods, nodes), self._kubelet, self._proxy):
+        workloads = WorkloadController(api, deployments, replicasets, pods)
+        for controller in (Scheduler(api, pods, nodes), self._kubelet, self._proxy, workloads):
             self._spawn(controller.run())
         self._spawn(self._driver.run())
 

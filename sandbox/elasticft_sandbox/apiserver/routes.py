@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from . import core_schemas, discovery, fieldmanager, openapi, protobuf, tables, validation
+from . import auth, core_schemas, discovery, fieldmanager, openapi, protobuf, tables, validation
 from .errors import ApiError
 from .patch import (
     APPLY_PATCH,
@@ -30,6 +31,10 @@ from .selectors import object_filter
 from .store import DeleteOptions, Store, Watcher, WatchEvent, now_rfc3339
 
 _TERMINAL_POD_PHASES = ("Succeeded", "Failed")
+# The real server's limit on a request body (--max-request-bytes' default); etcd's 1.5 MiB limit on a
+# stored object is checked by the store.
+MAX_REQUEST_BYTES = 3 * 1024 * 1024
+_RESOURCE_URL = re.compile(r"^/(api/[^/]+|apis/[^/]+/[^/]+)/.+")
 _LOG_POLL_S = 0.1
 
 
@@ -66,9 +71,15 @@ class Routes:
         self.bookmark_interval_s = bookmark_interval_s
         self._openapi_cache: tuple[int, dict[str, bytes]] | None = None
         self._stopping = asyncio.Event()
+        self.tokens = auth.Tokens()
+        self.authorizer = auth.Authorizer(self._rbac_objects)
+
+    def _rbac_objects(self, plural: str, namespace: str | None) -> list[dict[str, Any]]:
+        resource = self.registry.get(auth.RBAC_GROUP, "v1", plural)
+        return [] if resource is None else self.store.list_objects(resource, namespace)
 
     def application(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._errors])
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[self._errors, self._authenticate])
         app.router.add_get("/version", self._version)
         app.router.add_get("/healthz", self._ok)
         app.router.add_get("/livez", self._ok)
@@ -96,6 +107,26 @@ class Routes:
             return _error(error)
         except json.JSONDecodeError as error:
             return _error(ApiError(400, f"the body of the request could not be decoded: {error}"))
+        except web.HTTPRequestEntityTooLarge:
+            return _error(ApiError(413, f"Request entity too large: limit is {MAX_REQUEST_BYTES}"))
+
+    @web.middleware
+    async def _authenticate(self, request: web.Request,
+                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        """Who the request is from (see `auth`); non-resource URLs are authorized here, resources in _dispatch."""
+        credentials = request.headers.get("Authorization", "")
+        caller = auth.ADMIN
+        if credentials:
+            scheme, _, token = credentials.partition(" ")
+            found = self.tokens.user(token.strip()) if scheme.lower() == "bearer" else None
+            if found is None:
+                raise auth.unauthorized()
+            caller = found
+        groups = request.headers.getall("Impersonate-Group", [])
+        request["user"] = auth.impersonated(caller, request.headers, list(groups), self.authorizer)
+        if not _RESOURCE_URL.match(request.path):
+            self.authorizer.require(auth.Attributes(request["user"], "get", path=request.path))
+        return await handler(request)
 
     # -- discovery ---------------------------------------------------------------------------------
 
@@ -175,6 +206,15 @@ class Routes:
         if target is None:
             raise ApiError(404, "the server could not find the requested resource")
         method = request.method
+        verb = auth.request_verb(method, bool(target.name), request.query.get("watch") in ("1", "true"))
+        self.authorizer.require(auth.Attributes(request["user"], verb, group, target.resource.plural,
+                                                target.subresource, target.namespace, target.name))
+        if target.resource.review:
+            if method == "POST" and not target.name:
+                return await self._review(request, target)
+            raise ApiError(405, f"{method} is not supported on this URL")
+        if target.subresource == "token" and method == "POST":
+            return await self._token(request, target)
         if not target.name:
             if method == "GET":
                 if request.query.get("watch") in ("1", "true"):
@@ -390,6 +430,28 @@ class Routes:
                 deleted.append(self.store.delete(target.resource, meta.get("namespace", ""), meta["name"], options))
         return _json({"kind": f"{target.resource.kind}List", "apiVersion": target.resource.api_version,
                       "metadata": {"resourceVersion": str(self.store.resource_version)}, "items": deleted})
+
+    # -- reviews and tokens ------------------------------------------------------------------------
+
+    async def _review(self, request: web.Request, target: Target) -> web.Response:
+        """Access and identity reviews: answered at once, never stored."""
+        review = await self._body(request) or {}
+        spec = review.get("spec") or {}
+        status = auth.review_status(self.authorizer, target.resource.kind, spec, request["user"], target.namespace)
+        return _json({"kind": target.resource.kind, "apiVersion": target.resource.api_version,
+                      "metadata": {"creationTimestamp": None}, "spec": spec, "status": status}, 201)
+
+    async def _token(self, request: web.Request, target: Target) -> web.Response:
+        """TokenRequest: a bearer token for the ServiceAccount, valid while this server runs."""
+        account = self.store.get(target.resource, target.namespace, target.name)
+        spec = dict((await self._body(request) or {}).get("spec") or {})
+        spec.setdefault("expirationSeconds", 3600)
+        token = self.tokens.issue(target.namespace, target.name, account["metadata"]["uid"])
+        return _json({"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+                      "metadata": {"name": target.name, "namespace": target.namespace, "creationTimestamp": None},
+                      "spec": spec, "status": {"token": token,
+                                               "expirationTimestamp": now_rfc3339(float(spec["expirationSeconds"]))}},
+                     201)
 
     # -- pod subresources --------------------------------------------------------------------------
 

@@ -17,13 +17,15 @@ from .resources import Registry
 from .routes import Routes
 from .store import DEFAULT_HISTORY, Store
 from .strategies import DEFAULT_SERVICE_NETWORK
+from .tls import ServingCertificate, issue
 
 INITIAL_NAMESPACES = ("default", "kube-system")
 CONTEXT_NAME = "elasticft-sandbox"
 
 
 class ApiServer:
-    """An in-memory Kubernetes API server over plain HTTP, with no authentication."""
+    """An in-memory Kubernetes API server: plain HTTP at `url` (no credentials: the cluster admin) and
+    HTTPS at `tls_url` (what in-cluster clients reach, with ServiceAccount tokens; CA in `certificate`)."""
 
     def __init__(self, logs_dir: Path | None = None, *, bookmark_interval_s: float = 5.0,
                  history: int = DEFAULT_HISTORY, service_network: IPv4Network = DEFAULT_SERVICE_NETWORK) -> None:
@@ -36,18 +38,27 @@ class ApiServer:
         self._routes = Routes(self.store, logs_dir, bookmark_interval_s)
         self._runner: web.AppRunner | None = None
         self.url = ""
+        self.tls_url = ""
+        self.certificate: ServingCertificate | None = None
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Listen on host:port (0 = any free port) and set `url`."""
+        """Listen on host:port (0 = any free port) and on a free TLS port; set `url` and `tls_url`."""
         self._runner = web.AppRunner(self._routes.application(), access_log=None, handler_cancellation=True,
                                      shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        self.url = f"http://{host}:{await self._listen(host, port)}"
+        self.certificate = issue(host)
+        self.tls_url = f"https://{host}:{await self._listen(host, 0, self.certificate)}"
+
+    async def _listen(self, host: str, port: int, certificate: ServingCertificate | None = None) -> int:
+        assert self._runner is not None
+        site = web.TCPSite(self._runner, host, port,
+                           ssl_context=certificate.server_context() if certificate else None)
         await site.start()
         server = site._server
         assert isinstance(server, asyncio.base_events.Server)
-        bound_port = server.sockets[0].getsockname()[1]
-        self.url = f"http://{host}:{bound_port}"
+        bound_port: int = server.sockets[0].getsockname()[1]
+        return bound_port
 
     async def stop(self) -> None:
         """Close open watches and log streams, then stop listening."""
@@ -72,6 +83,16 @@ class ApiServerThread:
     def url(self) -> str:
         assert self.server is not None, "the API server is not running"
         return self.server.url
+
+    @property
+    def tls_url(self) -> str:
+        assert self.server is not None, "the API server is not running"
+        return self.server.tls_url
+
+    @property
+    def ca_pem(self) -> bytes:
+        assert self.server is not None and self.server.certificate is not None, "the API server is not running"
+        return self.server.certificate.ca_pem
 
     def __enter__(self) -> ApiServerThread:
         self._thread.start()
