@@ -1,5 +1,8 @@
 """The sandbox's process kubelet: runs the pods bound to the simulated nodes as local processes.
 
+Pods get their ServiceAccount token at the standard path and the API's in-cluster address (see
+`serviceaccounts.py`) when the sandbox gives the kubelet an `ApiEndpoint`.
+
 One kubelet serves every node of the sandbox. For each pod it starts the first container (see
 `launch.py`), writes its log to `{logs_dir}/{ns}/{pod}/{container}.log` (the API server serves it as
 `kubectl logs`), probes readiness, restarts per `restartPolicy` with back-off, and reports status (see
@@ -18,6 +21,7 @@ import os
 import shutil
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -56,6 +60,7 @@ from elasticft_sandbox.podstatus import (
     termination_message,
 )
 from elasticft_sandbox.processes import ProcessTable, ProcessTree
+from elasticft_sandbox.serviceaccounts import ApiEndpoint, automounts_token, with_token_mount, write_token
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +166,8 @@ class PodWorker:
             self.dirs.pod_root.mkdir(parents=True, exist_ok=True)
             for directory in launch.host_dirs:
                 directory.mkdir(parents=True, exist_ok=True)
-        except (LaunchError, OSError) as error:
+            launch = await self.kubelet.with_identity(self.pod, launch, self.dirs)
+        except (LaunchError, OSError, ApiError, aiohttp.ClientError) as error:
             reason = error.reason if isinstance(error, LaunchError) else "CreateContainerError"
             self.state = Waiting(reason, str(error))
             await self.report()
@@ -372,8 +378,11 @@ class Kubelet(Controller):
         python: str = sys.executable,
         *,
         addresses: AddressBlock,
+        api_endpoint: ApiEndpoint | None = None,
     ) -> None:
         super().__init__()
+        #: where pods reach the API with their ServiceAccount token (None: no tokens are mounted)
+        self.api_endpoint = api_endpoint
         self.api = api
         self.pods = pods
         self.nodes = nodes
@@ -401,7 +410,15 @@ class Kubelet(Controller):
             for key, service in self.services.objects.items()
             if (links and key[0] == namespace) or key == ("default", "kubernetes")
         ]
-        return service_env(chosen)
+        return {**service_env(chosen), **(self.api_endpoint.env() if self.api_endpoint else {})}
+
+    async def with_identity(self, pod: Obj, launch: Launch, dirs: PodDirs) -> Launch:
+        """The launch with the pod's ServiceAccount token mounted, unless the pod opts out."""
+        if self.api_endpoint is None or not automounts_token(pod):
+            return launch
+        directory = dirs.pod_root / "serviceaccount"
+        await write_token(self.api, pod, self.api_endpoint, directory)
+        return replace(launch, argv=with_token_mount(launch.argv, directory))
 
     def current_conditions(self, namespace: str, name: str) -> list[Obj]:
         pod = self.pods.objects.get((namespace, name), {})

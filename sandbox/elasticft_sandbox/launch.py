@@ -3,7 +3,8 @@
 A container becomes `argv`, `env` and a working directory:
 - env: the Service link variables of the namespace, then the container's `env` in order, each value
   `$(VAR)`-expanded against the variables before it, `valueFrom.fieldRef` from the downward API;
-- `command` + `args` `$(VAR)`-expanded against the whole env;
+- `command` + `args` (or the image's entrypoint, for the project's images: see `images.py`)
+  `$(VAR)`-expanded against the whole env;
 - paths: processes see the host file system, so every path in env values, args and `workingDir` that
   starts with a volumeMount's `mountPath` is rewritten to the host directory backing the volume
   (emptyDir: per pod; persistentVolumeClaim: `{state}/volumes/{ns}/{claim}`; hostPath: itself), and
@@ -20,6 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from elasticft_sandbox.images import UnknownImage, container_argv
 
 Obj = dict[str, Any]
 
@@ -209,19 +212,15 @@ def build_launch(
 ) -> Launch:
     """The process for the pod's first container, or `LaunchError` saying why it cannot run."""
     container = pod["spec"]["containers"][0]
-    command = [str(part) for part in container.get("command") or []]
-    if not command:
-        raise LaunchError(
-            "CreateContainerConfigError",
-            "the sandbox runs processes, not images: the container needs an explicit command",
-        )
+    try:
+        parts = container_argv(str(container.get("image", "")), [str(p) for p in container.get("command") or []],
+                               [str(a) for a in container.get("args") or []])
+    except UnknownImage as error:
+        raise LaunchError("CreateContainerConfigError", str(error)) from error
     backing = volume_host_dirs(pod, dirs)
     mapping = path_mapping(container, backing, dirs.termination_log)
     raw_env = container_env(pod, container, services_env, pod_ip, host_ip)
-    argv = [
-        rewrite_paths(expand(part, raw_env), mapping)
-        for part in [*command, *(str(a) for a in container.get("args") or [])]
-    ]
+    argv = [rewrite_paths(expand(part, raw_env), mapping) for part in parts]
     if _PYTHON.match(Path(argv[0]).name):
         argv[0] = python
     bin_dir = str(Path(python).parent)

@@ -24,6 +24,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from elasticft_sandbox.addresses import AddressBlock, AddressLease, claim_address_block
 from elasticft_sandbox.apiserver import ApiServerThread, write_kubeconfig
@@ -34,6 +35,7 @@ from elasticft_sandbox.pooldriver import PoolDriver
 from elasticft_sandbox.processes import kill_recorded
 from elasticft_sandbox.proxy import ServiceProxy
 from elasticft_sandbox.scheduler import Scheduler
+from elasticft_sandbox.serviceaccounts import ApiEndpoint, DefaultServiceAccounts
 from elasticft_sandbox.workloads import WorkloadController
 
 log = logging.getLogger(__name__)
@@ -118,9 +120,11 @@ class Sandbox:
         pods = Informer(api, "/api/v1/pods", "Pod")
         nodes = Informer(api, "/api/v1/nodes", "Node")
         services = Informer(api, "/api/v1/services", "Service")
+        namespaces = Informer(api, "/api/v1/namespaces", "Namespace")
+        accounts = Informer(api, "/api/v1/serviceaccounts", "ServiceAccount")
         deployments = Informer(api, "/apis/apps/v1/deployments", "Deployment")
         replicasets = Informer(api, "/apis/apps/v1/replicasets", "ReplicaSet")
-        informers = (pods, nodes, services, deployments, replicasets)
+        informers = (pods, nodes, services, namespaces, accounts, deployments, replicasets)
         for informer in informers:
             self._spawn(informer.run())
         for informer in informers:
@@ -129,13 +133,20 @@ class Sandbox:
         await self._driver.start()
         self._kubelet = Kubelet(
             api, pods, nodes, services, self.state_dir, self.logs_dir, self.restart_backoff_s,
-            addresses=self.addresses,
+            addresses=self.addresses, api_endpoint=self._api_endpoint(),
         )
         self._proxy = ServiceProxy(services, pods)
         workloads = WorkloadController(api, deployments, replicasets, pods)
-        for controller in (Scheduler(api, pods, nodes), self._kubelet, self._proxy, workloads):
+        accounts_controller = DefaultServiceAccounts(api, namespaces, accounts)
+        for controller in (Scheduler(api, pods, nodes), self._kubelet, self._proxy, workloads, accounts_controller):
             self._spawn(controller.run())
         self._spawn(self._driver.run())
+
+    def _api_endpoint(self) -> ApiEndpoint:
+        assert self._apiserver is not None
+        address = urlsplit(self._apiserver.tls_url)
+        assert address.hostname is not None and address.port is not None
+        return ApiEndpoint(address.hostname, address.port, self._apiserver.ca_pem)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         self._tasks.append(asyncio.create_task(coroutine))

@@ -201,7 +201,7 @@ class WorkloadController(Controller):
                         ownerReferences=[_owner_reference(replicaset, "ReplicaSet")])
         body = {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": template.get("spec") or {}}
         try:
-            created = await self.api.create(pod_path(meta["namespace"], ""), body)
+            created = await self.api.create(f"/api/v1/namespaces/{meta['namespace']}/pods", body)
         except ApiError as error:
             log.warning("pod of %s/%s not created: %s", meta["namespace"], meta["name"], error)
             return

@@ -91,7 +91,8 @@ def test_operator_is_one_standalone_kopf_replica_replaced_with_recreate(chart: H
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["elasticft"]
     assert container["args"] == [
-        "run", "--standalone", "--liveness=http://0.0.0.0:8080/healthz", "--all-namespaces"
+        "run", "--standalone", "--liveness=http://$(POD_IP):8080/healthz", "--metrics-address=$(POD_IP)",
+        "--all-namespaces"
     ]
 
 

@@ -31,6 +31,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="this replica's peering priority (give every replica its own; only with --peering)")
     parser.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     parser.add_argument("--metrics-port", type=int, default=9090, help="operator /metrics port (0 = off)")
+    parser.add_argument("--metrics-address", default="0.0.0.0",
+                        help="address /metrics listens on (the chart gives the pod IP)")
     parser.add_argument("--interval", type=float, default=None, help="seconds between reconciles of a job")
     parser.add_argument("--verbose", "-v", action="store_true")
     args = parser.parse_args(argv)
@@ -49,7 +51,7 @@ def main(argv: list[str]) -> int:
     load_config()
     handlers.kube()
     if args.metrics_port:
-        start_http_server(args.metrics_port)
+        start_http_server(args.metrics_port, addr=args.metrics_address)
     kopf.configure(verbose=args.verbose)
     if not args.verbose:
         # A timer per job fires every few seconds; its "succeeded" lines would bury everything else.

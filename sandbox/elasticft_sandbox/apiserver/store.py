@@ -217,8 +217,13 @@ class Store:
                 raise ApiError(400, "the namespace of the provided object does not match the namespace sent on "
                                     "the request")
             meta["namespace"] = namespace
-            if ("", namespace) not in self._objects.get("/namespaces", {}):
+            owner = self._objects.get("/namespaces", {}).get(("", namespace))
+            if owner is None:
                 raise not_found("namespaces", namespace)
+            if owner["metadata"].get("deletionTimestamp"):
+                raise ApiError(403, f"{resource.qualified} \"{meta.get('name') or meta.get('generateName', '')}\" is "
+                                    f"forbidden: unable to create new content in namespace {namespace} because it is "
+                                    "being terminated", reason="Forbidden")
         else:
             meta.pop("namespace", None)
         if not meta.get("name") and meta.get("generateName"):
