@@ -102,6 +102,12 @@ MESSAGES: dict[str, Message] = {
     ),
     "NonResourceAttributes": _message(_f(1, "path", STRING), _f(2, "verb", STRING)),
     "SelfSubjectReview": _message(_f(1, "metadata", "ObjectMeta")),
+    "DeleteOptions": _message(
+        _f(1, "gracePeriodSeconds", INT), _f(2, "preconditions", "Preconditions"), _f(3, "orphanDependents", BOOL),
+        _f(4, "propagationPolicy", STRING), _f(5, "dryRun", STRING, repeated=True),
+        keep_zero=("gracePeriodSeconds", "orphanDependents"),
+    ),
+    "Preconditions": _message(_f(1, "uid", STRING), _f(2, "resourceVersion", STRING)),
     "TokenRequest": _message(_f(1, "metadata", "ObjectMeta"), _f(2, "spec", "TokenRequestSpec")),
     "TokenRequestSpec": _message(
         _f(1, "audiences", STRING, repeated=True), _f(4, "expirationSeconds", INT),
