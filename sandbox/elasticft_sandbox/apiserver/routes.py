@@ -34,6 +34,7 @@ _TERMINAL_POD_PHASES = ("Succeeded", "Failed")
 # The real server's limit on a request body (--max-request-bytes' default); etcd's 1.5 MiB limit on a
 # stored object is checked by the store.
 MAX_REQUEST_BYTES = 3 * 1024 * 1024
+USER = web.RequestKey("user", auth.UserInfo)
 _RESOURCE_URL = re.compile(r"^/(api/[^/]+|apis/[^/]+/[^/]+)/.+")
 _LOG_POLL_S = 0.1
 
@@ -123,9 +124,9 @@ class Routes:
                 raise auth.unauthorized()
             caller = found
         groups = request.headers.getall("Impersonate-Group", [])
-        request["user"] = auth.impersonated(caller, request.headers, list(groups), self.authorizer)
+        request[USER] = auth.impersonated(caller, request.headers, list(groups), self.authorizer)
         if not _RESOURCE_URL.match(request.path):
-            self.authorizer.require(auth.Attributes(request["user"], "get", path=request.path))
+            self.authorizer.require(auth.Attributes(request[USER], "get", path=request.path))
         return await handler(request)
 
     # -- discovery ---------------------------------------------------------------------------------
@@ -207,7 +208,7 @@ class Routes:
             raise ApiError(404, "the server could not find the requested resource")
         method = request.method
         verb = auth.request_verb(method, bool(target.name), request.query.get("watch") in ("1", "true"))
-        self.authorizer.require(auth.Attributes(request["user"], verb, group, target.resource.plural,
+        self.authorizer.require(auth.Attributes(request[USER], verb, group, target.resource.plural,
                                                 target.subresource, target.namespace, target.name))
         if target.resource.review:
             if method == "POST" and not target.name:
@@ -437,7 +438,7 @@ class Routes:
         """Access and identity reviews: answered at once, never stored."""
         review = await self._body(request) or {}
         spec = review.get("spec") or {}
-        status = auth.review_status(self.authorizer, target.resource.kind, spec, request["user"], target.namespace)
+        status = auth.review_status(self.authorizer, target.resource.kind, spec, request[USER], target.namespace)
         return _json({"kind": target.resource.kind, "apiVersion": target.resource.api_version,
                       "metadata": {"creationTimestamp": None}, "spec": spec, "status": status}, 201)
 
