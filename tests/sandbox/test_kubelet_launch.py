@@ -149,11 +149,21 @@ def test_working_dir_inside_a_volume_is_mapped(tmp_path: Path) -> None:
     assert launch.cwd == tmp_path / "volumes/ml/ckpt"
 
 
-def test_container_without_command_cannot_run(tmp_path: Path) -> None:
-    pod = worker_pod(command=[])
+def test_container_of_an_unknown_image_without_command_cannot_run(tmp_path: Path) -> None:
+    pod = worker_pod(command=[], args=["--steps", "3"])
     with pytest.raises(LaunchError) as error:
         build_launch(pod, dirs(tmp_path), {}, "127.0.1.2", "", PYTHON, HOST_ENV)
     assert error.value.reason == "CreateContainerConfigError"
+    assert "'elasticft-trainer' is not one of the project's images" in error.value.message
+
+
+def test_project_images_run_their_entrypoint_with_the_containers_args(tmp_path: Path) -> None:
+    operator = worker_pod(image="ghcr.io/elasticft/operator:0.1.0", command=[], args=["run", "--standalone"])
+    launch = build_launch(operator, dirs(tmp_path), {}, "127.0.1.2", "", PYTHON, HOST_ENV)
+    assert launch.argv == ["elasticft", "run", "--standalone"]
+    trainer = worker_pod(image="ghcr.io/elasticft/trainer@sha256:abc", command=[])
+    assert build_launch(trainer, dirs(tmp_path), {}, "127.0.1.2", "", PYTHON, HOST_ENV).argv == [
+        PYTHON, "-m", "elasticft_trainer"]
 
 
 def test_unsupported_volume_kind_is_a_config_error(tmp_path: Path) -> None:
