@@ -545,7 +545,13 @@ class Routes:
                                                 "apiVersion": target.resource.api_version, "metadata": metadata}}
         return json.dumps(event).encode() + b"\n"
 
-    def _event_line(self, target: Target, event: WatchEvent) -> bytes:
+    def _event_line(self, target: Target, event: WatchEvent, table_rows: str | None = None) -> bytes:
+        """One watch line; `table_rows` (the includeObject policy) asks for the object as a one-row Table,
+        as `kubectl get -w` does to keep its columns."""
+        if table_rows is not None:
+            obj = self._versioned(target, event.obj)
+            rows = tables.table(target.resource, [obj], obj["metadata"]["resourceVersion"], table_rows)
+            return json.dumps({"type": event.type, "object": rows}).encode() + b"\n"
         if event.obj.get("apiVersion") == target.resource.api_version:
             return event.line()
         return json.dumps({"type": event.type, "object": self._versioned(target, event.obj)}).encode() + b"\n"
@@ -560,6 +566,7 @@ class Routes:
         bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
         timeout = float(query["timeoutSeconds"]) if query.get("timeoutSeconds") else None
         watcher = Watcher(target.resource.storage_key, namespace, matches)
+        table_rows = query.get("includeObject", "Metadata") if _wants_table(request) else None
         response = web.StreamResponse(headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
         try:
             backlog = self.store.subscribe(watcher, since)
@@ -569,10 +576,10 @@ class Routes:
             return response
         try:
             await response.prepare(request)
-            await response.write(b"".join(self._event_line(target, event) for event in backlog))
+            await response.write(b"".join(self._event_line(target, event, table_rows) for event in backlog))
             if initial_events and bookmarks:
                 await response.write(self._bookmark(target, initial_events_end=True))
-            await self._stream(response, target, watcher, timeout, bookmarks)
+            await self._stream(response, target, watcher, timeout, bookmarks, table_rows)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -580,7 +587,7 @@ class Routes:
         return response
 
     async def _stream(self, response: web.StreamResponse, target: Target, watcher: Watcher, timeout: float | None,
-                      bookmarks: bool) -> None:
+                      bookmarks: bool, table_rows: str | None) -> None:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         stopping: asyncio.Future[Any] = asyncio.ensure_future(self._stopping.wait())
@@ -602,10 +609,10 @@ class Routes:
                     if bookmarks:
                         await response.write(self._bookmark(target))
                     continue
-                lines = [self._event_line(target, getter.result())]
+                lines = [self._event_line(target, getter.result(), table_rows)]
                 getter = None
                 while not watcher.queue.empty():
-                    lines.append(self._event_line(target, watcher.queue.get_nowait()))
+                    lines.append(self._event_line(target, watcher.queue.get_nowait(), table_rows))
                 await response.write(b"".join(lines))
         finally:
             stopping.cancel()

@@ -145,6 +145,10 @@ def _event_row(event: dict[str, Any]) -> Row:
             f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}", event.get("message", "")]
 
 
+def _status(obj: dict[str, Any], field: str) -> int:
+    return int((obj.get("status") or {}).get(field, 0))
+
+
 def _named(extra: Callable[[dict[str, Any]], list[Any]]) -> Callable[[dict[str, Any]], Row]:
     return lambda obj: [obj["metadata"]["name"], *extra(obj), age(obj["metadata"].get("creationTimestamp"))]
 
@@ -167,6 +171,15 @@ _CORE_PRINTERS: dict[str, tuple[list[Column], Callable[[dict[str, Any]], Row]]] 
                           ((o.get("status") or {}).get("capacity") or {}).get("storage", ""),
                           ",".join((o.get("status") or {}).get("accessModes") or [])])),
     "leases": ([NAME, _column("Holder"), AGE], _named(lambda o: [(o.get("spec") or {}).get("holderIdentity", "")])),
+    "secrets": ([NAME, _column("Type"), _column("Data", "integer"), AGE],
+                _named(lambda o: [o.get("type", ""), len(o.get("data") or {})])),
+    "serviceaccounts": ([NAME, _column("Secrets", "integer"), AGE], _named(lambda o: [len(o.get("secrets") or [])])),
+    "deployments": ([NAME, _column("Ready"), _column("Up-to-date", "integer"), _column("Available", "integer"), AGE],
+                    _named(lambda o: [f"{_status(o, 'readyReplicas')}/{(o.get('spec') or {}).get('replicas', 0)}",
+                                      _status(o, "updatedReplicas"), _status(o, "availableReplicas")])),
+    "replicasets": ([NAME, _column("Desired", "integer"), _column("Current", "integer"), _column("Ready", "integer"),
+                     AGE], _named(lambda o: [(o.get("spec") or {}).get("replicas", 0), _status(o, "replicas"),
+                                             _status(o, "readyReplicas")])),
 }
 
 
