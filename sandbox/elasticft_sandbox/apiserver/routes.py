@@ -305,7 +305,8 @@ class Routes:
     def _manager(request: web.Request) -> str:
         return fieldmanager.manager_name(request.query.get("fieldManager"), request.headers.get("User-Agent", ""))
 
-    def _admit(self, request: web.Request, target: Target, obj: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    def _admit(self, request: web.Request, target: Target, obj: dict[str, Any],
+               old: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[str]]:
         """Prune unknown fields (an error under fieldValidation=Strict), apply defaults, validate."""
         pruned = validation.prune(obj, target.resource)
         directive = request.query.get("fieldValidation", "Warn")
@@ -315,7 +316,7 @@ class Routes:
                 raise validation.strict_decoding_error(target.resource, pruned.unknown_fields)
             if directive == "Warn":
                 warnings = [f'299 - "unknown field \\"{path}\\""' for path in pruned.unknown_fields]
-        validation.validate(pruned.obj, target.resource)
+        validation.validate(pruned.obj, target.resource, old)
         return pruned.obj, warnings
 
     @staticmethod
@@ -340,9 +341,9 @@ class Routes:
                      applied_by: str = "") -> web.Response:
         """PUT, PATCH and apply: admit the new object, record who changed what, store it."""
         new["apiVersion"], new["kind"] = target.resource.api_version, target.resource.kind
-        obj, warnings = self._admit(request, target, new)
+        old = self.store.get(target.resource, target.namespace, target.name)
+        obj, warnings = self._admit(request, target, new, old)
         if not applied_by and not target.subresource:
-            old = self.store.get(target.resource, target.namespace, target.name)
             fieldmanager.record_update(target.resource, old, obj, self._manager(request), now_rfc3339())
         updated = self.store.update(target.resource, target.namespace, target.name, obj, target.subresource,
                                     dry_run=request.query.get("dryRun") == "All")

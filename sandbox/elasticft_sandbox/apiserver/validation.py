@@ -2,7 +2,8 @@
 
 Custom resources are pruned, defaulted and validated against their CRD's openAPIV3Schema (jsonschema
 Draft 4, the dialect OpenAPI v3.0 schemas follow, after translating `nullable` and
-`x-kubernetes-int-or-string`). Core objects are only pruned of unknown fields against the bundled
+`x-kubernetes-int-or-string`) and its `x-kubernetes-validations` CEL rules (see `cel.py`).
+Core objects are only pruned of unknown fields against the bundled
 Kubernetes schemas, as decoding into Go structs does on a real server.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 
 import jsonschema
 
-from . import core_schemas
+from . import cel, core_schemas
 from .errors import ApiError, FieldCause, invalid
 from .resources import ResourceType
 
@@ -149,13 +150,18 @@ def _cause(error: jsonschema.ValidationError) -> FieldCause:
     return FieldCause(path, f"Invalid value: {error.instance!r}: {error.message}")
 
 
-def validate(obj: dict[str, Any], resource: ResourceType) -> None:
-    """Raise 422 Invalid with one cause per schema violation (custom resources only)."""
+def validate(obj: dict[str, Any], resource: ResourceType, old: dict[str, Any] | None = None) -> None:
+    """Raise 422 Invalid with one cause per schema violation and per failed `x-kubernetes-validations`
+    rule (custom resources only; `old` is the stored object on updates, for transition rules)."""
     if resource.schema is None:
         return
     errors = sorted(_validator(resource.schema).iter_errors(obj), key=lambda e: list(e.absolute_path))
-    if errors:
-        raise invalid(resource.kind, obj["metadata"].get("name", ""), [_cause(e) for e in errors], resource.group)
+    causes = [_cause(e) for e in errors]
+    body = {k: v for k, v in obj.items() if k != "metadata"}
+    old_body = None if old is None else {k: v for k, v in old.items() if k != "metadata"}
+    causes += cel.rule_violations(body, resource.schema, old_body)
+    if causes:
+        raise invalid(resource.kind, obj["metadata"].get("name", ""), causes, resource.group)
 
 
 def validate_name(obj: dict[str, Any], resource: ResourceType) -> None:
