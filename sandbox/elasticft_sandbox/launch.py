@@ -237,6 +237,9 @@ def build_launch(
     mounted = [Path(host) for _, host in mapping if Path(host) != dirs.termination_log]
     host_dirs = sorted({cwd, *(d for d in mounted if not d.exists() or d.is_dir())})
     readiness = readiness_check(container, pod_ip, mapping, python)
+    nul = next((name for name, value in [*env.items(), *(("args", a) for a in argv)] if "\x00" in value), None)
+    if nul is not None:  # the API refuses these in env values; an exec would fail on any of them
+        raise LaunchError("CreateContainerError", f"{nul} contains a NUL byte, which no process can be given")
     return Launch(argv, env, cwd, dirs.termination_log, host_dirs, readiness)
 
 

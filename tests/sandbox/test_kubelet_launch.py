@@ -197,3 +197,10 @@ def test_unknown_probe_port_name_is_a_config_error() -> None:
     container = {"readinessProbe": {"httpGet": {"port": "web"}}}
     with pytest.raises(LaunchError, match="web"):
         readiness_check(container, "127.0.1.5", [], PYTHON)
+
+
+def test_nul_in_an_argument_is_a_container_error_not_a_crash(tmp_path: Path) -> None:
+    pod = worker_pod(args=["--name=a\x00b"])
+    with pytest.raises(LaunchError) as error:
+        build_launch(pod, dirs(tmp_path), {}, "127.0.1.2", "", PYTHON, HOST_ENV)
+    assert error.value.reason == "CreateContainerError"

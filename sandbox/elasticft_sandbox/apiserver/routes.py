@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from . import auth, core_schemas, discovery, fieldmanager, openapi, protobuf, tables, validation
+from . import auth, core_schemas, core_validation, discovery, fieldmanager, openapi, protobuf, tables, validation
 from .errors import ApiError
 from .patch import (
     APPLY_PATCH,
@@ -317,6 +317,7 @@ class Routes:
             if directive == "Warn":
                 warnings = [f'299 - "unknown field \\"{path}\\""' for path in pruned.unknown_fields]
         validation.validate(pruned.obj, target.resource, old)
+        core_validation.validate(pruned.obj, target.resource)
         return pruned.obj, warnings
 
     @staticmethod

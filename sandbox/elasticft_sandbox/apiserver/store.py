@@ -25,6 +25,8 @@ from .errors import ApiError, already_exists, conflict, not_found
 from .resources import Registry, ResourceType
 
 DEFAULT_HISTORY = 10_000
+# etcd's default request limit (--max-request-bytes), which bounds every stored object.
+MAX_OBJECT_BYTES = 1_572_864
 ObjectKey = tuple[str, str, str]  # storage key, namespace ("" when cluster-scoped), name
 
 
@@ -107,6 +109,11 @@ def _generation_source(resource: ResourceType, obj: Mapping[str, Any]) -> dict[s
     """What counts as the spec: everything but metadata (and status, where status is a subresource)."""
     excluded = ("metadata", "apiVersion", "kind") + (("status",) if resource.has_status else ())
     return {k: v for k, v in obj.items() if k not in excluded}
+
+
+def _check_size(obj: Mapping[str, Any]) -> None:
+    if len(json.dumps(obj)) > MAX_OBJECT_BYTES:
+        raise ApiError(413, "Request entity too large: etcdserver: request is too large")
 
 
 def _random_suffix() -> str:
@@ -247,6 +254,7 @@ class Store:
             if resource.plural == "services":
                 self._cluster_ips.release((obj.get("spec") or {}).get("clusterIP"))
             return obj
+        _check_size(obj)
         meta["resourceVersion"] = self._next_version()
         self._put(resource, obj)
         if resource.plural == "customresourcedefinitions":
@@ -308,6 +316,7 @@ class Store:
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
         if new == old or dry_run:  # dryRun=All: the result of the write, nothing stored or emitted
             return new if dry_run else old
+        _check_size(new)
         meta["resourceVersion"] = self._next_version()
         self._forget_owner_refs(resource, old)
         self._put(resource, new)
