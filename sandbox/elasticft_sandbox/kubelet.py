@@ -4,10 +4,11 @@ Pods get their ServiceAccount token at the standard path and the API's in-cluste
 `serviceaccounts.py`) when the sandbox gives the kubelet an `ApiEndpoint`.
 
 One kubelet serves every node of the sandbox. For each pod it starts the first container (see
-`launch.py`), writes its log to `{logs_dir}/{ns}/{pod}/{container}.log` (the API server serves it as
-`kubectl logs`), probes readiness, restarts per `restartPolicy` with back-off, and reports status (see
-`podstatus.py`). Deletion is graceful as on a real node: a pod with `deletionTimestamp` gets SIGTERM
-(to its process group), SIGKILL after the grace period, then the kubelet removes the pod from the API.
+`launch.py`), writes its log to `{logs_dir}/{ns}/{pod}/{container}.log` with line times beside it
+(`containerlogs.py`; the API server serves both as `kubectl logs`), probes readiness, restarts per
+`restartPolicy` with back-off, and reports status (see `podstatus.py`). Deletion is graceful as on a
+real node: a pod with `deletionTimestamp` gets SIGTERM (to its process group), SIGKILL after the
+grace period, then the kubelet removes the pod from the API.
 A pod whose node disappeared is killed at once and removed, which is what pod garbage collection
 does after a cloud instance is gone.
 """
@@ -21,12 +22,15 @@ import os
 import shutil
 import signal
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
 
 from elasticft_sandbox.addresses import POD_ADDRESSES, AddressBlock
+from elasticft_sandbox.apiserver.streams import ContainerNotRunning, ExecSpec
+from elasticft_sandbox.containerlogs import copy_output, times_path
 from elasticft_sandbox.kubeapi import (
     ApiError,
     Controller,
@@ -71,6 +75,7 @@ TREE_SAMPLE_S = 1.0
 BACK_OFF_RESET_S = 600.0
 # A start failure (executable not found, bad working directory) as container runtimes report it.
 START_ERROR_EXIT_CODE = 128
+OUTPUT_DRAIN_S = 5.0
 
 
 class PodIpAllocator:
@@ -116,6 +121,7 @@ class PodWorker:
         self.ready = False
         self.final = False
         self.process_id: int | None = None
+        self.launch: Launch | None = None
         self._stop = asyncio.Event()
         self._stop_grace_s = DEFAULT_GRACE_S
         self._remove_from_api = False
@@ -167,6 +173,7 @@ class PodWorker:
             for directory in launch.host_dirs:
                 directory.mkdir(parents=True, exist_ok=True)
             launch = await self.kubelet.with_identity(self.pod, launch, self.dirs)
+            self.launch = launch
         except (LaunchError, OSError, ApiError, aiohttp.ClientError) as error:
             reason = error.reason if isinstance(error, LaunchError) else "CreateContainerError"
             self.state = Waiting(reason, str(error))
@@ -215,23 +222,25 @@ class PodWorker:
         self._rotate_log()
         launch.termination_log.write_text("")
         started_at = now_rfc3339()
-        with self.log_path.open("ab") as log_file:
-            try:
-                process = await asyncio.create_subprocess_exec(
-                    *launch.argv,
-                    cwd=launch.cwd,
-                    env=launch.env,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=log_file,
-                    stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            except OSError as error:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *launch.argv,
+                cwd=launch.cwd,
+                env=launch.env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as error:
+            with self.log_path.open("ab") as log_file:
                 log_file.write(f"{error}\n".encode())
-                await self._set_terminated(
-                    START_ERROR_EXIT_CODE, "StartError", str(error), started_at, launch.termination_log
-                )
-                return START_ERROR_EXIT_CODE
+            await self._set_terminated(
+                START_ERROR_EXIT_CODE, "StartError", str(error), started_at, launch.termination_log
+            )
+            return START_ERROR_EXIT_CODE
+        assert process.stdout is not None
+        output = asyncio.create_task(copy_output(process.stdout, self.log_path))
         self.process_id = process.pid
         tree = ProcessTree(process.pid, self.dirs.pod_root / "processes.json", self.kubelet.process_table)
         self.state = Running(started_at)
@@ -250,6 +259,9 @@ class PodWorker:
                 helper.cancel()
             # Like a container runtime, leave nothing of the container behind once its main process is gone.
             tree.kill_all()
+            # The output pipe closes once no process of the container holds it; then the log is complete.
+            await asyncio.wait({output}, timeout=OUTPUT_DRAIN_S)
+            output.cancel()
         self.ready = False
         reason = exit_reason(exit_code)
         await self._set_terminated(exit_code, reason, "", started_at, launch.termination_log)
@@ -296,7 +308,10 @@ class PodWorker:
         """Keep the previous instance's log beside the current one (`kubectl logs --previous`)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         if self.log_path.exists():
-            self.log_path.replace(self.log_path.with_suffix(".previous.log"))
+            previous = self.log_path.with_suffix(".previous.log")
+            self.log_path.replace(previous)
+            if times_path(self.log_path).exists():
+                times_path(self.log_path).replace(times_path(previous))
 
     async def _sample_tree(self, tree: ProcessTree) -> None:
         while True:
@@ -411,6 +426,19 @@ class Kubelet(Controller):
             if (links and key[0] == namespace) or key == ("default", "kubernetes")
         ]
         return {**service_env(chosen), **(self.api_endpoint.env() if self.api_endpoint else {})}
+
+    def exec_spec(self, namespace: str, pod: str, container: str, command: Sequence[str]) -> ExecSpec:
+        """How `kubectl exec` runs `command` in a running container (called from the API server's thread)."""
+        worker = next((w for w in list(self.workers.values()) if (w.namespace, w.name) == (namespace, pod)), None)
+        if worker is None or worker.launch is None or not isinstance(worker.state, Running):
+            raise ContainerNotRunning(f'container "{container}" in pod "{pod}" is not running')
+        if container != worker.container["name"]:
+            raise ContainerNotRunning(f'container "{container}" is not the container the sandbox runs in pod "{pod}"')
+        argv = worker.launch.exec_argv(command, self.python)
+        token = worker.dirs.pod_root / "serviceaccount"
+        if token.is_dir():
+            argv = with_token_mount(argv, token)
+        return ExecSpec(argv, dict(worker.launch.env), worker.launch.cwd)
 
     async def with_identity(self, pod: Obj, launch: Launch, dirs: PodDirs) -> Launch:
         """The launch with the pod's ServiceAccount token mounted, unless the pod opts out."""

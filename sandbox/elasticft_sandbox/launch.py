@@ -76,6 +76,19 @@ class Launch:
     termination_log: Path
     host_dirs: list[Path]
     readiness: ReadinessCheck | None
+    #: (container path, host path) pairs the paths of the container were rewritten with
+    path_map: tuple[tuple[str, str], ...] = ()
+
+    def exec_argv(self, command: Sequence[str], python: str) -> list[str]:
+        """A command run inside this container (`kubectl exec`): its paths mapped, `python` the sandbox's."""
+        argv = [rewrite_paths(str(part), self.path_map) for part in command]
+        if argv and _PYTHON.match(Path(argv[0]).name):
+            argv[0] = python
+        if argv and Path(argv[0]).name == "tar":
+            # `kubectl cp` reads `tar cf - PATH`: members must be named by container paths, not host ones.
+            argv += [f"--transform=s|^{host.lstrip('/')}|{container.lstrip('/')}|"
+                         for container, host in self.path_map if any(host in part for part in argv[1:])]
+        return argv
 
 
 def expand(text: str, env: Mapping[str, str]) -> str:
@@ -240,7 +253,7 @@ def build_launch(
     nul = next((name for name, value in [*env.items(), *(("args", a) for a in argv)] if "\x00" in value), None)
     if nul is not None:  # the API refuses these in env values; an exec would fail on any of them
         raise LaunchError("CreateContainerError", f"{nul} contains a NUL byte, which no process can be given")
-    return Launch(argv, env, cwd, dirs.termination_log, host_dirs, readiness)
+    return Launch(argv, env, cwd, dirs.termination_log, host_dirs, readiness, tuple(mapping))
 
 
 def container_port(port: int | str, container: Obj) -> int:

@@ -135,6 +135,8 @@ class Sandbox:
             api, pods, nodes, services, self.state_dir, self.logs_dir, self.restart_backoff_s,
             addresses=self.addresses, api_endpoint=self._api_endpoint(),
         )
+        assert self._apiserver is not None
+        self._apiserver.attach_node_agent(self._kubelet)
         self._proxy = ServiceProxy(services, pods)
         workloads = WorkloadController(api, deployments, replicasets, pods)
         accounts_controller = DefaultServiceAccounts(api, namespaces, accounts)

@@ -8,14 +8,27 @@ import contextlib
 import json
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 from aiohttp import web
 
-from . import auth, core_schemas, core_validation, discovery, fieldmanager, openapi, protobuf, tables, validation
+from . import (
+    auth,
+    core_schemas,
+    core_validation,
+    discovery,
+    fieldmanager,
+    openapi,
+    podlogs,
+    protobuf,
+    streams,
+    tables,
+    validation,
+)
 from .errors import ApiError
 from .patch import (
     APPLY_PATCH,
@@ -73,6 +86,8 @@ class Routes:
         self._openapi_cache: tuple[int, dict[str, bytes]] | None = None
         self._stopping = asyncio.Event()
         self.tokens = auth.Tokens()
+        #: the kubelet that runs `pods/exec` commands (a sandbox sets it; a bare emulator has none)
+        self.node_agent: streams.NodeAgent | None = None
         self.authorizer = auth.Authorizer(self._rbac_objects)
 
     def _rbac_objects(self, plural: str, namespace: str | None) -> list[dict[str, Any]]:
@@ -239,6 +254,8 @@ class Routes:
         elif target.resource.plural == "pods" and not target.resource.group:
             if target.subresource == "log" and method == "GET":
                 return await self._log(request, target)
+            if target.subresource == "exec" and method in ("GET", "POST"):
+                return await self._exec(request, target)
             if target.subresource == "binding" and method == "POST":
                 return await self._bind(request, target)
             if target.subresource == "eviction" and method == "POST":
@@ -434,6 +451,23 @@ class Routes:
         return _json({"kind": f"{target.resource.kind}List", "apiVersion": target.resource.api_version,
                       "metadata": {"resourceVersion": str(self.store.resource_version)}, "items": deleted})
 
+    # -- exec ----------------------------------------------------------------------------------------
+
+    async def _exec(self, request: web.Request, target: Target) -> web.StreamResponse:
+        pod = self.store.get(target.resource, target.namespace, target.name)
+        containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
+        container = request.query.get("container") or containers[0]
+        if container not in containers:
+            raise ApiError(400, f"container {container} is not valid for pod {target.name}")
+        if self.node_agent is None:
+            raise ApiError(400, "this API server has no kubelet to run commands in pods")
+        try:
+            command = request.query.getall("command", [])
+            spec = self.node_agent.exec_spec(target.namespace, target.name, container, command)
+        except streams.ContainerNotRunning as error:
+            raise ApiError(400, str(error)) from error
+        return await streams.serve_exec(request, spec)
+
     # -- reviews and tokens ------------------------------------------------------------------------
 
     async def _review(self, request: web.Request, target: Target) -> web.Response:
@@ -501,30 +535,24 @@ class Routes:
     async def _log(self, request: web.Request, target: Target) -> web.StreamResponse:
         pod = self.store.get(target.resource, target.namespace, target.name)
         path = self._log_file(pod, request.query)
-        content = path.read_bytes()
-        if tail := request.query.get("tailLines"):
-            lines = content.splitlines(keepends=True)
-            content = b"".join(lines[-int(tail):]) if int(tail) > 0 else b""
-        if limit := request.query.get("limitBytes"):
-            content = content[:int(limit)]
-        if request.query.get("follow") != "true":
+        query = podlogs.LogQuery.from_query(request.query, datetime.now(UTC))
+        follow = request.query.get("follow") == "true"
+        log = podlogs.ContainerLog(path)
+        content = podlogs.render(log.read_lines(complete_only=follow), query)
+        if not follow:
             return web.Response(body=content, content_type="text/plain")
         response = web.StreamResponse(headers={"Content-Type": "text/plain"})
         await response.prepare(request)
         await response.write(content)
-        offset = path.stat().st_size
+        later = replace(query, tail_lines=None, limit_bytes=None)
         uid = pod["metadata"]["uid"]
         while not self._stopping.is_set():
             finished = not self._pod_running(target, uid)
-            size = path.stat().st_size if path.exists() else 0
-            if size < offset:
-                offset = 0
-            if size > offset:
-                with path.open("rb") as log:
-                    log.seek(offset)
-                    chunk = log.read(size - offset)
-                offset = size
-                await response.write(chunk)
+            if path.exists():
+                if path.stat().st_size < log.bytes_read:  # a restarted container's new log
+                    log = podlogs.ContainerLog(path)
+                if chunk := podlogs.render(log.read_lines(complete_only=not finished), later):
+                    await response.write(chunk)
             if finished:
                 break
             await asyncio.sleep(_LOG_POLL_S)

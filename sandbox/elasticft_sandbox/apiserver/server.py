@@ -17,6 +17,7 @@ from .resources import Registry
 from .routes import Routes
 from .store import DEFAULT_HISTORY, Store
 from .strategies import DEFAULT_SERVICE_NETWORK
+from .streams import NodeAgent
 from .tls import ServingCertificate, issue
 
 INITIAL_NAMESPACES = ("default", "kube-system")
@@ -60,6 +61,10 @@ class ApiServer:
         bound_port: int = server.sockets[0].getsockname()[1]
         return bound_port
 
+    def attach_node_agent(self, agent: NodeAgent) -> None:
+        """Let `pods/exec` run commands through this kubelet."""
+        self._routes.node_agent = agent
+
     async def stop(self) -> None:
         """Close open watches and log streams, then stop listening."""
         self._routes.stop_streams()
@@ -88,6 +93,10 @@ class ApiServerThread:
     def tls_url(self) -> str:
         assert self.server is not None, "the API server is not running"
         return self.server.tls_url
+
+    def attach_node_agent(self, agent: NodeAgent) -> None:
+        assert self.server is not None, "the API server is not running"
+        self.server.attach_node_agent(agent)
 
     @property
     def ca_pem(self) -> bytes:

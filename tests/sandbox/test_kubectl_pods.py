@@ -1,0 +1,128 @@
+"""kubectl on running pods of the sandbox: exec (with -i and -it), cp, logs --timestamps/--since/--previous,
+and top on a cluster without metrics-server."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from ftj_testing import eventually
+
+from elasticft_sandbox.sandbox import Sandbox
+
+SLEEPER = {
+    "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sleeper"},
+    "spec": {"containers": [{
+        "name": "main", "image": "python:3.11", "workingDir": "/work",
+        "command": ["python", "-c", "import time; print('line one'); print('line two', flush=True); time.sleep(600)"],
+        "env": [{"name": "GREETING", "value": "hello from the pod"}],
+        "volumeMounts": [{"name": "work", "mountPath": "/work"}],
+    }], "volumes": [{"name": "work", "emptyDir": {}}]},
+}
+CRASHER = {
+    "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "crasher"},
+    "spec": {"restartPolicy": "Always", "containers": [{
+        "name": "main", "image": "python:3.11",
+        "command": ["python", "-c", "import time; print('run at', time.time(), flush=True); time.sleep(0.3); exit(1)"],
+    }]},
+}
+TIMESTAMPED = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z ")
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
+    with Sandbox(tmp_path / "state", restart_backoff_s=0.2, shutdown_grace_s=2) as running:
+        monkeypatch.setenv("KUBECONFIG", str(running.kubeconfig))
+        monkeypatch.setenv("KUBECACHEDIR", str(tmp_path / "kube-cache"))
+        yield running
+
+
+def kubectl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True, timeout=60, check=False)
+
+
+def ok(*args: str, stdin: str | None = None) -> str:
+    result = kubectl(*args, stdin=stdin)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def start(manifest: dict[str, object]) -> None:
+    ok("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
+
+
+@pytest.fixture
+def sleeper(sandbox: Sandbox) -> str:
+    start(SLEEPER)
+    eventually(lambda: "line two" in kubectl("logs", "sleeper").stdout, 60, what="the pod's output")
+    return "sleeper"
+
+
+def test_exec_runs_with_the_pods_environment_and_working_directory(sleeper: str) -> None:
+    out = ok("exec", sleeper, "--", "sh", "-c", 'echo "$GREETING"; pwd; cat $KUBERNETES_SERVICE_HOST >/dev/null; '
+                                                "cat /var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    greeting, cwd, namespace = out.splitlines()
+    assert greeting == "hello from the pod"
+    assert cwd.endswith("/volumes/work")  # the emptyDir behind workingDir /work
+    assert namespace == "default"
+    failed = kubectl("exec", sleeper, "--", "sh", "-c", "exit 3")
+    assert failed.returncode == 3 and "command terminated with exit code 3" in failed.stderr
+    assert ok("exec", "-i", sleeper, "--", "python", "-c", "print(input().upper())", stdin="shout\n") == "SHOUT\n"
+
+
+def test_exec_with_a_terminal_gives_the_command_a_tty(sleeper: str) -> None:
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(["kubectl", "exec", "-it", sleeper, "--", "sh", "-c", "tty; echo done"],
+                               stdin=terminal, stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    output = b""
+    while b"done" not in output:
+        try:
+            chunk = os.read(controller, 1024)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    assert process.wait(timeout=60) == 0
+    os.close(controller)
+    assert b"/dev/pts/" in output, output
+
+
+def test_cp_copies_files_into_and_out_of_a_pods_volume(sleeper: str, tmp_path: Path) -> None:
+    source = tmp_path / "notes.txt"
+    source.write_text("checkpoint notes\n")
+    ok("cp", str(source), f"{sleeper}:/work/notes.txt")
+    assert ok("exec", sleeper, "--", "cat", "/work/notes.txt") == "checkpoint notes\n"
+    ok("cp", f"{sleeper}:/work/notes.txt", str(tmp_path / "back.txt"))
+    assert (tmp_path / "back.txt").read_text() == "checkpoint notes\n"
+
+
+def test_logs_timestamps_and_since_select_lines_by_when_they_were_written(sleeper: str) -> None:
+    stamped = ok("logs", sleeper, "--timestamps").splitlines()
+    assert [TIMESTAMPED.sub("", line) for line in stamped] == ["line one", "line two"]
+    assert all(TIMESTAMPED.match(line) for line in stamped)
+    assert ok("logs", sleeper, "--since=1h").splitlines() == ["line one", "line two"]
+    later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    assert ok("logs", sleeper, f"--since-time={later}") == ""
+    assert ok("logs", sleeper, "--tail=1", "--timestamps").split(" ", 1)[1] == "line two\n"
+
+
+def test_logs_previous_shows_the_run_before_a_restart(sandbox: Sandbox) -> None:
+    start(CRASHER)
+    eventually(lambda: kubectl("logs", "crasher", "--previous").returncode == 0, 60, what="a restart")
+    previous, current = ok("logs", "crasher", "--previous"), kubectl("logs", "crasher").stdout
+    assert previous.startswith("run at ") and previous != current
+
+
+def test_top_answers_as_a_cluster_without_metrics_server(sandbox: Sandbox) -> None:
+    for what in ("pods", "nodes"):
+        result = kubectl("top", what)
+        assert result.returncode == 1 and "Metrics API not available" in result.stderr
