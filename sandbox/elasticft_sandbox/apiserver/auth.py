@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -157,7 +157,7 @@ def _subject_matches(subject: Mapping[str, Any], user: UserInfo, binding_namespa
 class Authorizer:
     """RBAC over the Roles, ClusterRoles and bindings of a store (read at each decision)."""
 
-    def __init__(self, read: Any) -> None:
+    def __init__(self, read: Callable[[str, str | None], list[Obj]]) -> None:
         #: read(plural, namespace | None) -> objects of that rbac.authorization.k8s.io/v1 kind
         self._read = read
 

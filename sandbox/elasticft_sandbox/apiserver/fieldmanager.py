@@ -78,7 +78,7 @@ def _paths(value: Any, schema: Obj, prefix: Path) -> set[Path]:
         found = {prefix} if not value else set()
         for item in value:
             element = (*prefix, _item_element(item, merge_key))
-            found |= {element} | _paths({k: v for k, v in item.items()}, _items_schema(schema), element)
+            found |= {element} | _paths(item, _items_schema(schema), element)
         return found
     return {prefix}
 
