@@ -128,3 +128,27 @@ def test_kubectl_auth_whoami_names_the_user(reader: None) -> None:
     info = impersonated["status"]["userInfo"]
     assert info["username"] == ACCOUNT
     assert "system:serviceaccounts:team-a" in info["groups"]
+
+
+def test_kubectl_auth_can_i_list_shows_the_rules_of_the_account(reader: None) -> None:
+    listed = kubectl("auth", "can-i", "--list", "-n", "team-a", f"--as={ACCOUNT}")
+    assert listed.returncode == 0, listed.stderr
+    rows = [line.split() for line in listed.stdout.splitlines()[1:]]
+    assert ["pods/log", "[]", "[]", "[get", "list]"] in rows
+    assert ["configmaps", "[]", "[settings]", "[get]"] in rows
+    assert not [row for row in rows if row[0].startswith("secrets")]
+
+
+def test_kubectl_create_role_and_rolebinding_grant_access(kubeconfig: Path) -> None:
+    for command in (("create", "namespace", "team-b"), ("create", "serviceaccount", "bot", "-n", "team-b"),
+                    ("create", "role", "events", "-n", "team-b", "--verb=create", "--resource=events"),
+                    ("create", "rolebinding", "events", "-n", "team-b", "--role=events",
+                     "--serviceaccount=team-b:bot"),
+                    ("create", "clusterrole", "nodes", "--verb=list", "--resource=nodes"),
+                    ("create", "clusterrolebinding", "nodes", "--clusterrole=nodes", "--serviceaccount=team-b:bot")):
+        created = kubectl(*command)
+        assert created.returncode == 0, created.stderr
+    bot = "--as=system:serviceaccount:team-b:bot"
+    assert kubectl("auth", "can-i", "create", "events", "-n", "team-b", bot).stdout.strip() == "yes"
+    assert kubectl("auth", "can-i", "list", "nodes", bot).stdout.strip() == "yes"
+    assert kubectl("auth", "can-i", "create", "events", "-n", "default", bot).stdout.strip() == "no"

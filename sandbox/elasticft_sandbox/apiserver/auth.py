@@ -178,6 +178,18 @@ class Authorizer:
         role = next((r for r in self._read(plural, scope) if r["metadata"]["name"] == role_ref.get("name")), None)
         return list((role or {}).get("rules") or ())
 
+    def rules_of(self, user: UserInfo, namespace: str) -> Obj:
+        """The status of a SelfSubjectRulesReview: every rule that applies to `user` in `namespace`."""
+        if MASTERS in user.groups:
+            return {"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+                    "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}], "incomplete": False}
+        rules = list(self._rules(Attributes(user, "", namespace=namespace)))
+        keys = ("verbs", "apiGroups", "resources", "resourceNames")
+        return {"resourceRules": [{k: list(r[k]) for k in keys if r.get(k)} for r in rules if r.get("resources")],
+                "nonResourceRules": [{"verbs": list(r["verbs"]), "nonResourceURLs": list(r["nonResourceURLs"])}
+                                     for r in rules if r.get("nonResourceURLs")],
+                "incomplete": False}
+
     def allowed(self, attributes: Attributes) -> bool:
         if MASTERS in attributes.user.groups:
             return True
@@ -217,10 +229,13 @@ def request_verb(method: str, named: bool, watch: bool) -> str:
 
 def review_status(authorizer: Authorizer, kind: str, spec: Mapping[str, Any], caller: UserInfo,
                   namespace: str) -> Obj:
-    """The status of a review: who the caller is (SelfSubjectReview), or whether the subject may do what
-    the spec asks (the caller for SelfSubjectAccessReview, `spec.user` for (Local)SubjectAccessReview)."""
+    """The status of a review: who the caller is (SelfSubjectReview), what they may do in a namespace
+    (SelfSubjectRulesReview), or whether the subject may do what the spec asks (the caller for
+    SelfSubjectAccessReview, `spec.user` for (Local)SubjectAccessReview)."""
     if kind == "SelfSubjectReview":
         return {"userInfo": caller.as_status()}
+    if kind == "SelfSubjectRulesReview":
+        return authorizer.rules_of(caller, str(spec.get("namespace", "")))
     subject = caller if kind == "SelfSubjectAccessReview" else user_named(
         str(spec.get("user", "")), spec.get("groups") or (), str(spec.get("uid", "")))
     attributes = Attributes.from_review(subject, spec)

@@ -81,6 +81,7 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
       for group, plural, kind, namespaced in (
           ("authorization.k8s.io", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False),
           ("authorization.k8s.io", "subjectaccessreviews", "SubjectAccessReview", False),
+          ("authorization.k8s.io", "selfsubjectrulesreviews", "SelfSubjectRulesReview", False),
           ("authorization.k8s.io", "localsubjectaccessreviews", "LocalSubjectAccessReview", True),
           ("authentication.k8s.io", "selfsubjectreviews", "SelfSubjectReview", False),
       )),
