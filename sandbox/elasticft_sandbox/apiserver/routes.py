@@ -24,6 +24,7 @@ from . import (
     fieldmanager,
     openapi,
     podlogs,
+    portforward,
     protobuf,
     streams,
     tables,
@@ -256,6 +257,8 @@ class Routes:
                 return await self._log(request, target)
             if target.subresource == "exec" and method in ("GET", "POST"):
                 return await self._exec(request, target)
+            if target.subresource == "portforward" and method in ("GET", "POST"):
+                return await self._port_forward(request, target)
             if target.subresource == "binding" and method == "POST":
                 return await self._bind(request, target)
             if target.subresource == "eviction" and method == "POST":
@@ -467,6 +470,13 @@ class Routes:
         except streams.ContainerNotRunning as error:
             raise ApiError(400, str(error)) from error
         return await streams.serve_exec(request, spec)
+
+    async def _port_forward(self, request: web.Request, target: Target) -> web.StreamResponse:
+        pod = self.store.get(target.resource, target.namespace, target.name)
+        status = pod.get("status") or {}
+        if status.get("phase") != "Running" or not status.get("podIP"):
+            raise ApiError(400, f"pod {target.name} is not running")
+        return await portforward.serve_port_forward(request, status["podIP"])
 
     # -- reviews and tokens ------------------------------------------------------------------------
 
