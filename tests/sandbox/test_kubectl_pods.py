@@ -8,6 +8,7 @@ import pty
 import re
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,6 +121,29 @@ def test_logs_previous_shows_the_run_before_a_restart(sandbox: Sandbox) -> None:
     eventually(lambda: kubectl("logs", "crasher", "--previous").returncode == 0, 60, what="a restart")
     previous, current = ok("logs", "crasher", "--previous"), kubectl("logs", "crasher").stdout
     assert previous.startswith("run at ") and previous != current
+
+
+def test_port_forward_reaches_a_port_of_the_pod(sandbox: Sandbox) -> None:
+    server = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "metrics"}, "spec": {"containers": [{
+        "name": "main", "image": "python:3.11",
+        "command": ["python", "-m", "http.server", "9400", "--bind", "$(POD_IP)", "--directory", "$(WORK)"],
+        "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                {"name": "WORK", "value": "/work"}],
+        "volumeMounts": [{"name": "work", "mountPath": "/work"}]}], "volumes": [{"name": "work", "emptyDir": {}}]}}
+    start(server)
+    eventually(lambda: "Serving HTTP" in kubectl("logs", "metrics").stdout, 60, what="the pod's server")
+    ok("exec", "metrics", "--", "sh", "-c", "echo 'samples_per_second 42' > /work/metrics")
+    forward = subprocess.Popen(["kubectl", "port-forward", "pod/metrics", ":9400"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert forward.stdout is not None
+        first = forward.stdout.readline()  # Forwarding from 127.0.0.1:PORT -> 9400
+        local = int(re.search(r"127\.0\.0\.1:(\d+) -> 9400", first).group(1))  # type: ignore[union-attr]
+        for _ in range(2):  # each request is a connection of its own through the same tunnel
+            with urllib.request.urlopen(f"http://127.0.0.1:{local}/metrics", timeout=30) as response:
+                assert response.read() == b"samples_per_second 42\n"
+    finally:
+        forward.terminate()
+        forward.wait(timeout=30)
 
 
 def test_top_answers_as_a_cluster_without_metrics_server(sandbox: Sandbox) -> None:
