@@ -152,3 +152,12 @@ def test_kubectl_create_role_and_rolebinding_grant_access(kubeconfig: Path) -> N
     assert kubectl("auth", "can-i", "create", "events", "-n", "team-b", bot).stdout.strip() == "yes"
     assert kubectl("auth", "can-i", "list", "nodes", bot).stdout.strip() == "yes"
     assert kubectl("auth", "can-i", "create", "events", "-n", "default", bot).stdout.strip() == "no"
+
+
+def test_exec_needs_create_on_pods_exec(reader: None) -> None:
+    assert kubectl("auth", "can-i", "create", "pods", "--subresource=exec", "-n", "team-a",
+                   f"--as={ACCOUNT}").stdout.strip() == "no"
+    assert kubectl("run", "some-pod", "-n", "team-a", "--image=python:3.11", "--command", "--", "true").returncode == 0
+    refused = kubectl("exec", "some-pod", "-n", "team-a", f"--as={ACCOUNT}", "--", "true")
+    assert refused.returncode == 1
+    assert 'cannot create resource "pods/exec" in API group "" in the namespace "team-a"' in refused.stderr

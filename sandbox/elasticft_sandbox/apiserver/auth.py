@@ -218,8 +218,14 @@ def unauthorized() -> ApiError:
     return ApiError(401, "Unauthorized")
 
 
-def request_verb(method: str, named: bool, watch: bool) -> str:
+# Streaming subresources: a WebSocket upgrade is a GET, yet it needs `create`, as on a 1.30+ server.
+_CONNECT_SUBRESOURCES = ("exec", "attach", "portforward")
+
+
+def request_verb(method: str, named: bool, watch: bool, subresource: str = "") -> str:
     """The RBAC verb of an HTTP request on a resource URL."""
+    if subresource in _CONNECT_SUBRESOURCES:
+        return "create"
     if method in ("GET", "HEAD"):
         return "get" if named else ("watch" if watch else "list")
     if method == "DELETE":

@@ -223,7 +223,8 @@ class Routes:
         if target is None:
             raise ApiError(404, "the server could not find the requested resource")
         method = request.method
-        verb = auth.request_verb(method, bool(target.name), request.query.get("watch") in ("1", "true"))
+        verb = auth.request_verb(method, bool(target.name), request.query.get("watch") in ("1", "true"),
+                                 target.subresource)
         self.authorizer.require(auth.Attributes(request[USER], verb, group, target.resource.plural,
                                                 target.subresource, target.namespace, target.name))
         if target.resource.review:
