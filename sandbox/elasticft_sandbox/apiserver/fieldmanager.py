@@ -240,7 +240,7 @@ def apply(resource: ResourceType, live: Obj | None, applied: Obj, manager: str, 
     owners = _owners(live)
     mine = owners.pop((manager, APPLY), set())
     base = copy.deepcopy(live) if live is not None else {}
-    conflicts: dict[str, list[Path]] = {}
+    conflicts: dict[str, list[Path]] = {}  # 1. conflicts (or, forced, fields taken over)
     for (other, _operation), paths in owners.items():
         for path in sorted(paths & applied_paths):
             if _lookup(base, path) != _lookup(applied, path) and not force:
@@ -252,9 +252,9 @@ def apply(resource: ResourceType, live: Obj | None, applied: Obj, manager: str, 
             owners[key] = {p for p in owners[key]
                            if p not in applied_paths or _lookup(base, p) == _lookup(applied, p)}
     still_owned = set().union(*owners.values()) if owners else set()
-    for path in sorted(mine - applied_paths - still_owned, key=len, reverse=True):
+    for path in sorted(mine - applied_paths - still_owned, key=len, reverse=True):  # 2. fields no longer applied
         _remove(base, path)
-    result: Obj = merge(base, applied, schema_of(resource))
-    owners[(manager, APPLY)] = applied_paths
+    result: Obj = merge(base, applied, schema_of(resource))  # 3. merge
+    owners[(manager, APPLY)] = applied_paths  # 4. the applied fields are this manager's
     _set_entries(result, owners, _entries(live or {}), resource.api_version, now)
     return result
