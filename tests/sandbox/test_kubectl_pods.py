@@ -97,6 +97,25 @@ def test_exec_with_a_terminal_gives_the_command_a_tty(sleeper: str) -> None:
     assert b"/dev/pts/" in output, output
 
 
+def test_attach_streams_what_the_container_writes_from_then_on(sandbox: Sandbox) -> None:
+    ticker = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ticker"}, "spec": {"containers": [{
+        "name": "main", "image": "python:3.11",
+        "command": ["python", "-c", "import time\nfor i in range(600): print('tick', i, flush=True); time.sleep(0.2)"],
+    }]}}
+    start(ticker)
+    eventually(lambda: "tick 1" in kubectl("logs", "ticker").stdout, 60, what="the pod's output")
+    attached = subprocess.Popen(["kubectl", "attach", "ticker"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+    try:
+        assert attached.stdout is not None
+        seen = [attached.stdout.readline() for _ in range(3)]
+        numbers = [int(line.split()[1]) for line in seen if line.startswith("tick ")]
+        assert len(numbers) >= 2 and numbers == sorted(numbers) and numbers[0] > 1
+    finally:
+        attached.terminate()
+        attached.wait(timeout=30)
+
+
 def test_cp_copies_files_into_and_out_of_a_pods_volume(sleeper: str, tmp_path: Path) -> None:
     source = tmp_path / "notes.txt"
     source.write_text("checkpoint notes\n")

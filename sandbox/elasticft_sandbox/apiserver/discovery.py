@@ -11,6 +11,7 @@ _SUBRESOURCE_KINDS = {
     "binding": ("", "v1", "Binding", ("create",)),
     "eviction": ("policy", "v1", "Eviction", ("create",)),
     "log": ("", "v1", "Pod", ("get",)),
+    "attach": ("", "v1", "PodAttachOptions", ("create", "get")),
     "exec": ("", "v1", "PodExecOptions", ("create", "get")),
     "portforward": ("", "v1", "PodPortForwardOptions", ("create", "get")),
     "status": (None, None, None, ("get", "patch", "update")),

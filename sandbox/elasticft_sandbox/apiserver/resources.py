@@ -61,7 +61,8 @@ def _core(plural: str, kind: str, namespaced: bool, short: tuple[str, ...] = (),
 
 
 BUILTIN_TYPES: tuple[ResourceType, ...] = (
-    _core("pods", "Pod", True, ("po",), True, ("all",), ("binding", "eviction", "exec", "log", "portforward")),
+    _core("pods", "Pod", True, ("po",), True, ("all",),
+          ("attach", "binding", "eviction", "exec", "log", "portforward")),
     _core("services", "Service", True, ("svc",), True, ("all",)),
     _core("nodes", "Node", False, ("no",), True),
     _core("events", "Event", True, ("ev",)),

@@ -258,6 +258,8 @@ class Routes:
                 return await self._log(request, target)
             if target.subresource == "exec" and method in ("GET", "POST"):
                 return await self._exec(request, target)
+            if target.subresource == "attach" and method in ("GET", "POST"):
+                return await self._attach(request, target)
             if target.subresource == "portforward" and method in ("GET", "POST"):
                 return await self._port_forward(request, target)
             if target.subresource == "binding" and method == "POST":
@@ -471,6 +473,13 @@ class Routes:
         except streams.ContainerNotRunning as error:
             raise ApiError(400, str(error)) from error
         return await streams.serve_exec(request, spec)
+
+    async def _attach(self, request: web.Request, target: Target) -> web.StreamResponse:
+        pod = self.store.get(target.resource, target.namespace, target.name)
+        path = self._log_file(pod, request.query)
+        uid = pod["metadata"]["uid"]
+        return await streams.serve_attach(request, path, lambda: self._pod_running(target, uid), self._stopping,
+                                          _LOG_POLL_S)
 
     async def _port_forward(self, request: web.Request, target: Target) -> web.StreamResponse:
         pod = self.store.get(target.resource, target.namespace, target.name)

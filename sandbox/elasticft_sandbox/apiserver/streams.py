@@ -1,10 +1,12 @@
-"""`pods/exec` over WebSockets, the channel protocol kubectl speaks (`v5.channel.k8s.io`, `v4.channel.k8s.io`).
+"""`pods/exec` and `pods/attach` over WebSockets, the channel protocol kubectl speaks (`v5.channel.k8s.io`,
+`v4.channel.k8s.io`).
 
 Every binary message starts with its channel: 0 stdin, 1 stdout, 2 stderr, 3 the final Status, 4 terminal
 resize (`{"Width": W, "Height": H}`), and in v5 255 closes the channel its next byte names (kubectl
 closes stdin that way). The command runs where the pod's container runs: the emulator asks the node
 agent (the sandbox kubelet) for the container's process environment, working directory and mounts, and
-starts the command there, under a pseudo-terminal for `-t`.
+starts the command there, under a pseudo-terminal for `-t`. An attach streams what the container
+writes from then on (its stdin is not open: the sandbox starts containers with stdin closed).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import os
 import pty
 import struct
 import termios
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -171,5 +173,34 @@ async def serve_exec(request: web.Request, spec: ExecSpec) -> web.WebSocketRespo
     exit_code = await session.run()
     with contextlib.suppress(ConnectionResetError, RuntimeError):
         await ws.send_bytes(bytes([ERROR]) + _status(exit_code))
+        await ws.close()
+    return ws
+
+
+async def serve_attach(request: web.Request, log_path: Path, running: Callable[[], bool],
+                       stopping: asyncio.Event, poll_s: float = 0.1) -> web.WebSocketResponse:
+    """Stream the container's output from now on to an attach request, until the container stops."""
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        raise ApiError(400, "Upgrade request required: attach is served over WebSockets (v5.channel.k8s.io)")
+    ws = web.WebSocketResponse(protocols=PROTOCOLS)
+    await ws.prepare(request)
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    while not ws.closed and not stopping.is_set():
+        alive = running()
+        size = log_path.stat().st_size if log_path.exists() else 0
+        if size < offset:  # the container restarted: a new log
+            offset = 0
+        if size > offset:
+            with log_path.open("rb") as log:
+                log.seek(offset)
+                chunk = log.read(size - offset)
+            offset = size
+            with contextlib.suppress(ConnectionResetError, RuntimeError):
+                await ws.send_bytes(bytes([STDOUT]) + chunk)
+        if not alive:
+            break
+        await asyncio.sleep(poll_s)
+    with contextlib.suppress(ConnectionResetError, RuntimeError):
+        await ws.send_bytes(bytes([ERROR]) + _status(0))
         await ws.close()
     return ws
