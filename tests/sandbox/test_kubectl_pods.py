@@ -3,6 +3,7 @@ and top on a cluster without metrics-server."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -163,6 +164,28 @@ def test_port_forward_reaches_a_port_of_the_pod(sandbox: Sandbox) -> None:
     finally:
         forward.terminate()
         forward.wait(timeout=30)
+
+
+def test_a_pod_of_an_unknown_image_without_command_waits_with_the_reason(sandbox: Sandbox) -> None:
+    ok("run", "web", "--image=nginx:1.27", "--restart=Never")
+
+    def waiting() -> dict[str, str] | None:
+        statuses = json.loads(ok("get", "pod", "web", "-o", "json")).get("status", {}).get("containerStatuses") or []
+        state: dict[str, str] | None = (statuses[0].get("state") or {}).get("waiting") if statuses else None
+        return state if state and state.get("message") else None
+
+    state = eventually(waiting, 60, what="a waiting reason")
+    assert state["reason"] == "CreateContainerConfigError"
+    assert "'nginx:1.27' is not one of the project's images" in state["message"]
+
+
+def test_a_pod_that_opts_out_of_the_token_gets_none(sandbox: Sandbox) -> None:
+    script = "import os; print(os.path.exists('/var/run/secrets/kubernetes.io/serviceaccount/token'))"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "no-token"},
+           "spec": {"automountServiceAccountToken": False, "restartPolicy": "Never",
+                    "containers": [{"name": "main", "image": "python:3.11", "command": ["python", "-c", script]}]}}
+    start(pod)
+    eventually(lambda: kubectl("logs", "no-token").stdout.strip() == "False", 60, what="the pod's answer")
 
 
 def test_top_answers_as_a_cluster_without_metrics_server(sandbox: Sandbox) -> None:
