@@ -304,7 +304,7 @@ def _follow(cluster: LocalCluster, namespace: str, name: str, report: DemoReport
             return job
         generation = int(status.get("generation", 0))
         if notice is None:
-            notice = _reclaim_notice(cluster.pods(namespace, selector), generation, out)
+            notice = _reclaim_notice(cluster.pods(namespace, selector), out)
         elif not report.sigterm_to_resumed_s and phase(job) == "Running" and generation > notice[0]:
             report.sigterm_to_resumed_s.append(round(time.time() - notice[1], 1))
             next_pods = cluster.pods(namespace, f"{selector},elasticft.io/generation={generation}")
@@ -326,16 +326,14 @@ def _record(report: DemoReport, status: dict[str, Any], elapsed: float) -> None:
                                             int(workers.get("onDemand", 0)), str(status.get("lastDecision", ""))))
 
 
-def _reclaim_notice(pods: list[Job], generation: int, out: TextIO) -> tuple[int, float] | None:
-    """The first reclaim notice (DisruptionTarget) on a worker of the current generation, if any."""
+def _reclaim_notice(pods: list[Job], out: TextIO) -> tuple[int, float] | None:
+    """The first reclaim notice (DisruptionTarget) on a worker: its generation and when it came."""
     for pod in pods:
-        labels = pod["metadata"]["labels"]
-        if int(labels.get("elasticft.io/generation", -1)) != generation:
-            continue
         for condition in (pod.get("status") or {}).get("conditions") or []:
             if condition.get("type") == "DisruptionTarget" and condition.get("status") == "True":
                 print(f"*** spot reclaim of {pod['spec'].get('nodeName')} under {pod['metadata']['name']} "
                       f"(the trace's availability dropped)", file=out)
+                generation = int(pod["metadata"]["labels"].get("elasticft.io/generation", 0))
                 return generation, _api_time(condition.get("lastTransitionTime")) or time.time()
     return None
 
