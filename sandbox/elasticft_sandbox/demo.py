@@ -109,6 +109,7 @@ class DemoReport:
     measured_sizes: list[int] = field(default_factory=list)
     #: the simulator on the same window: the operator's sizing, all on-demand, a gang under uniform progress
     predicted_cost: float | None = None
+    predicted_seconds: float | None = None
     on_demand_cost: float | None = None
     gang_up_cost: float | None = None
     gang_size: int = 0
@@ -373,6 +374,7 @@ def _compare_with_simulator(report: DemoReport, job: Job | None, pools: PoolsCon
         prices = Prices(spec.capacity.spot.price_per_hour or 0.0, spec.capacity.on_demand.price_per_hour or 0.0)
         prediction = predict(spec, pools, device, trainable * 4, report.restart_overhead_s or 10.0, prices)
         report.predicted_cost = round(prediction.operator.cost, 4)
+        report.predicted_seconds = round(prediction.operator.completion_hours * 3600, 1)
         report.on_demand_cost = round(prediction.on_demand.cost, 4)
         report.gang_up_cost = round(prediction.gang_up.cost, 4)
         report.gang_size = prediction.gang_size
