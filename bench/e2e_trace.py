@@ -78,7 +78,7 @@ def run_window(start_tick: int, directory: Path) -> dict[str, Any]:
         "gang_up_cost": report.gang_up_cost,
         "on_demand_cost": report.on_demand_cost,
         "restart_overhead_s": report.restart_overhead_s,
-        "world_sizes": [f"{w.spot}+{w.on_demand}" for w in report.world_sizes],
+        "world_sizes": [f"{w.size.spot}+{w.size.on_demand}" for w in report.world_sizes],
     }
 
 

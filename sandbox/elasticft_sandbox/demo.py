@@ -33,6 +33,7 @@ import yaml
 from elasticft.api.models import FineTuneJobSpec
 from elasticft.controller.sizing import prior_params
 from elasticft.controller.status import Prices, deadline_of
+from elasticft.policy.decision import Decision
 from elasticft.policy.throughput import fit_throughput, predict_throughput
 from elasticft_sandbox.cluster import Job, LocalCluster, phase
 from elasticft_sandbox.nodepools import POOLS_DIR, PoolsConfig, load_pools
@@ -53,17 +54,11 @@ _SIGTERM = re.compile(r"^(?:(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*SIGTERM rec
 
 @dataclass(frozen=True)
 class WorldSize:
-    """One generation of the run: when it was decided, its size by capacity type, and why."""
+    """One generation of the run: when it was decided, and its size by capacity type with the reason."""
 
     t_s: float
     generation: int
-    spot: int
-    on_demand: int
-    reason: str
-
-    @property
-    def workers(self) -> int:
-        return self.spot + self.on_demand
+    size: Decision
 
 
 @dataclass(frozen=True)
@@ -121,15 +116,15 @@ class DemoReport:
 
     @property
     def max_world_size(self) -> int:
-        return max((w.workers for w in self.world_sizes), default=0)
+        return max((w.size.workers for w in self.world_sizes), default=0)
 
     @property
     def grows(self) -> int:
-        return sum(1 for a, b in itertools.pairwise(self.world_sizes) if b.workers > a.workers > 0)
+        return sum(1 for a, b in itertools.pairwise(self.world_sizes) if b.size.workers > a.size.workers > 0)
 
     @property
     def shrinks(self) -> int:
-        return sum(1 for a, b in itertools.pairwise(self.world_sizes) if 0 < b.workers < a.workers)
+        return sum(1 for a, b in itertools.pairwise(self.world_sizes) if 0 < b.size.workers < a.size.workers)
 
     @property
     def fit_error(self) -> float | None:
@@ -323,8 +318,9 @@ def _record(report: DemoReport, status: dict[str, Any], elapsed: float) -> None:
                                  int(status.get("step", 0)), float((status.get("cost") or {}).get("accrued", 0.0))))
     generation = int(status.get("generation", 0))
     if generation and (not report.world_sizes or report.world_sizes[-1].generation != generation):
-        report.world_sizes.append(WorldSize(round(elapsed, 1), generation, int(workers.get("spot", 0)),
-                                            int(workers.get("onDemand", 0)), str(status.get("lastDecision", ""))))
+        size = Decision(int(workers.get("spot", 0)), int(workers.get("onDemand", 0)),
+                        str(status.get("lastDecision", "")))
+        report.world_sizes.append(WorldSize(round(elapsed, 1), generation, size))
 
 
 def _reclaim_notice(pods: list[Job], out: TextIO) -> tuple[int, float] | None:
@@ -423,8 +419,8 @@ summary of {report.job}: {report.phase} in {report.wall_s:.0f} s
               f"${report.predicted_cost:.4f} (same window, same policy code)", file=out)
     print("  world sizes      (generation: spot + on-demand, why)", file=out)
     for world in report.world_sizes:
-        print(f"    {world.t_s:5.0f} s  g{world.generation:<2} {world.spot} + {world.on_demand}  {world.reason}",
-              file=out)
+        size = world.size
+        print(f"    {world.t_s:5.0f} s  g{world.generation:<2} {size.spot} + {size.on_demand}  {size.reason}", file=out)
     if report.true_curve:
         print(f"  throughput       samples/s by workers, {report.device}: simulated device time, not a GPU figure",
               file=out)

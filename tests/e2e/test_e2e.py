@@ -122,7 +122,7 @@ def test_newcomer_demo_rescales_on_the_trace_and_every_sample_is_trained_once(tm
     assert sorted(by_step) == list(range(1, steps + 1)) and set(by_step.values()) == {batch}
     assert len({(epoch, index) for _, epoch, index, _, _ in lines}) == steps * batch, "a sample was trained twice"
     trained_by = {world for *_, world in lines}
-    assert trained_by <= {w.workers for w in report.world_sizes} and max(trained_by) >= 3, (trained_by, text)
+    assert trained_by <= {w.size.workers for w in report.world_sizes} and max(trained_by) >= 3, (trained_by, text)
     for key in ("steps", "preemptions", "loss", "cost", "same work", "world sizes", "throughput"):
         assert f"\n  {key} " in text, f"the summary has no {key} line"
     assert "simulated device time" in text and Path(report.plot).is_file()
