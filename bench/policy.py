@@ -14,7 +14,7 @@ elastic: a data-parallel job whose throughput is X(n) = n / (1 + 0.05 (n - 1)) (
          count: 16 and 4).
          The gang policies (on-demand, greedy, polarized 0-or-G uniform-progress) run exactly G workers,
          all or nothing; the elastic ones (throughput-only, elasticft, omniscient) may run any k in [1, M]
-         on the same curve, same work, same deadline: that freedom is the elastic edge DESIGN §5 claims.
+         on the same curve, same work, same deadline: that freedom is the elastic edge docs/policy.md claims.
 
 Prints a table (also written as Markdown beside the JSON), writes the JSON
 `{"scenario", "parameters", "policies": {NAME: {...}}}` and a PNG plot.

@@ -17,7 +17,7 @@ overhead     the trainer (`--nproc-per-node=2`, async checkpoint every 50 steps,
              a minimal DDP loop on the same model and per-rank batch (this file, `--plain-ddp-worker`);
              ratio of mean step times over the same step window; median of the ratios of 3 rounds
              of back-to-back runs (alternating which goes first).
-inplace      DESIGN §4 / issue 3 item 9: torchrun `--nnodes=1:3 --max-restarts=3` with our standalone
+inplace      docs/worlds.md: torchrun `--nnodes=1:3 --max-restarts=3` with our standalone
              store: scale-down (SIGTERM one of 2 agents) and scale-up (a 2nd agent joins a running 1),
              the latter with torch's default shared TCPStore and with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1.
 

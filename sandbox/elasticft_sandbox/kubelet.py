@@ -65,6 +65,7 @@ from elasticft_sandbox.podstatus import (
 )
 from elasticft_sandbox.processes import ProcessTable, ProcessTree
 from elasticft_sandbox.serviceaccounts import ApiEndpoint, automounts_token, with_token_mount, write_token
+from elasticft_trainer.simulated_device import SIMULATED_DEVICE_ANNOTATION, SIMULATED_DEVICE_ENV
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,7 @@ class PodWorker:
                 self.kubelet.python,
                 os.environ,
             )
+            launch.env.update(self.kubelet.device_env(self.pod))
             self.dirs.pod_root.mkdir(parents=True, exist_ok=True)
             for directory in launch.host_dirs:
                 directory.mkdir(parents=True, exist_ok=True)
@@ -447,6 +449,12 @@ class Kubelet(Controller):
         directory = dirs.pod_root / "serviceaccount"
         await write_token(self.api, pod, self.api_endpoint, directory)
         return replace(launch, argv=with_token_mount(launch.argv, directory))
+
+    def device_env(self, pod: Obj) -> dict[str, str]:
+        """The simulated accelerator of the pod's node, as the trainer reads it (none: no variable)."""
+        node = self.nodes.objects.get(("", pod["spec"].get("nodeName", "")), {})
+        profile = (node.get("metadata", {}).get("annotations") or {}).get(SIMULATED_DEVICE_ANNOTATION)
+        return {SIMULATED_DEVICE_ENV: profile} if profile else {}
 
     def current_conditions(self, namespace: str, name: str) -> list[Obj]:
         pod = self.pods.objects.get((namespace, name), {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +26,7 @@ from elasticft.controller.run import parse_args
 from elasticft.controller.sizing import decide_size, fit_to_feasible
 from elasticft.controller.status import Prices
 from elasticft.signals.prometheus import generation_rate_window
+from elasticft_trainer.config import ENV_PREFIX, TrainerConfig, env_name
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 PRICES = Prices(spot_per_hour=1.0, on_demand_per_hour=3.0)
@@ -234,6 +236,19 @@ def test_builder_mounts_checkpoints_and_probes_health() -> None:
     assert pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "ft-checkpoints"
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
     assert pod["spec"]["restartPolicy"] == "Never"
+
+
+def test_every_trainer_variable_the_operator_sets_is_read_by_the_trainer_or_torchrun() -> None:
+    # The operator -> trainer contract: each ELASTICFT_* in a worker pod is a field of the trainer's
+    # configuration (its env name) or is expanded into torchrun's arguments by the kubelet.
+    job = make_job(lora={"rank": 4, "targets": ["c_attn"]}, checkpoint={"intervalSeconds": 30})
+    pod = worker_pod(JobRef("ft", "team", "u"), job.spec, WorkerPlacement(3, 0, 2, SPOT), "10.0.0.1:29400")
+    container = pod["spec"]["containers"][0]
+    set_by_operator = {var["name"] for var in container["env"] if var["name"].startswith(ENV_PREFIX)}
+    read_by_trainer = {env_name(field.name) for field in dataclasses.fields(TrainerConfig)}
+    expanded_by_kubelet = {name for name in set_by_operator if any(f"$({name})" in arg for arg in container["args"])}
+    assert set_by_operator - read_by_trainer == expanded_by_kubelet == {"ELASTICFT_RDZV_ENDPOINT"}
+    assert {"ELASTICFT_TOTAL_STEPS", "ELASTICFT_GLOBAL_BATCH_SIZE", "ELASTICFT_CHECKPOINT_DIR"} <= set_by_operator
 
 
 @pytest.mark.parametrize(

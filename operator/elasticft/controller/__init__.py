@@ -1,1 +1,1 @@
-"""controller layer (see DESIGN §2)."""
+"""controller layer (docs/architecture.md)."""

@@ -79,7 +79,7 @@ class PodView:
     @property
     def preemption(self) -> str | None:
         """Why this pod counts as preempted (not failed), or None: DisruptionTarget, a node tainted for
-        termination, or deletion from a spot node (DESIGN §4). Deletion needs no check of who deleted:
+        termination, or deletion from a spot node (docs/worlds.md). Deletion needs no check of who deleted:
         the operator only deletes pods of a generation it has already left (it moves
         `status.generation` on before it drains), or every pod when the job ends or is suspended, and
         the reconciler counts preemptions among the current generation's pods only."""

@@ -1,4 +1,4 @@
-"""The policy layer: pure functions that size a job (DESIGN §5). No I/O, no Kubernetes."""
+"""The policy layer: pure functions that size a job (docs/policy.md). No I/O, no Kubernetes."""
 
 from elasticft.api.models import Mode
 from elasticft.policy.decision import Decision, PolicyInput, decide

@@ -1,1 +1,1 @@
-"""signals layer (see DESIGN §2)."""
+"""signals layer (docs/architecture.md)."""

@@ -1,1 +1,1 @@
-"""sim layer (see DESIGN §2)."""
+"""sim layer (docs/architecture.md)."""
