@@ -593,3 +593,24 @@ def test_peering_is_a_choice_of_the_run_command() -> None:
         parse_args(["--standalone", "--peering", "elasticft"])
     with pytest.raises(SystemExit):
         parse_args(["--priority", "10"])
+
+
+def test_a_rejected_checkpoint_is_reported_once_in_an_event_and_in_last_checkpoint() -> None:
+    job, pods = running_job(Size(2, 1))
+    resumed = Measurement(step=50, checkpoint_step=50, checkpoint_rejected_step=141)
+    plan = step(job, observed([rdzv(), *pods], now=T0 + timedelta(seconds=40), measurement=resumed), Size(2, 1))
+    rejected = [e for e in plan.events if e.reason == "CheckpointRejected"]
+    assert len(rejected) == 1 and rejected[0].type == "Warning"
+    assert "step-00000141" in rejected[0].message and "resumed from step 50" in rejected[0].message
+    assert plan.status.last_checkpoint.rejected_step == 141 and plan.status.last_checkpoint.step == 50
+    again = step(job, observed([rdzv(), *pods], now=T0 + timedelta(seconds=45), measurement=resumed), Size(2, 1))
+    assert not [e for e in again.events if e.reason == "CheckpointRejected"]
+
+
+def test_status_step_is_the_step_training_resumed_from() -> None:
+    job, pods = running_job(Size(2, 1))
+    step(job, observed([rdzv(), *pods], now=T0 + timedelta(seconds=40), measurement=Measurement(step=141)),
+         Size(2, 1))
+    plan = step(job, observed([rdzv(), *pods], now=T0 + timedelta(seconds=45),
+                              measurement=Measurement(step=100, checkpoint_step=100)), Size(2, 1))
+    assert plan.status.step == 100 and plan.status.last_checkpoint.step == 100

@@ -284,6 +284,9 @@ class LastCheckpoint(ApiModel):
     step: int = 0
     time: datetime | None = None
     path: str = ""
+    rejected_step: int = Field(
+        0, description="Newest checkpoint step the trainer refused to load (damaged, or another job's) and set "
+        "aside as rejected-step-N; 0: none.")
 
 
 class SpotRun(ApiModel):

@@ -132,7 +132,8 @@ def _measure(job: FineTuneJob, status: FineTuneJobStatus, pods: list[Manifest], 
             rate = _step_rates.setdefault(uid, StepRate(spec.global_batch_size))
             sps = rate.add(status.generation, time.monotonic(), metrics.step)
             return Measurement(step=metrics.step, total_steps=metrics.total_steps, samples_per_second=sps,
-                               loss=metrics.loss, checkpoint_step=metrics.checkpoint_step)
+                               loss=metrics.loss, checkpoint_step=metrics.checkpoint_step,
+                               checkpoint_rejected_step=metrics.checkpoint_rejected_step)
     return from_prometheus
 
 

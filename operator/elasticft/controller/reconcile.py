@@ -87,6 +87,7 @@ class Measurement:
     samples_per_second: float | None = None
     loss: float | None = None
     checkpoint_step: int | None = None
+    checkpoint_rejected_step: int | None = None
 
 
 @dataclass(frozen=True)
@@ -235,13 +236,7 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
         _finish(plan, workers + others, job, now)
         return plan
 
-    if measurement.step is not None:
-        status.step = max(status.step, measurement.step)
-    if measurement.loss is not None:
-        status.loss = round(measurement.loss, 5)
-    if measurement.checkpoint_step is not None and measurement.checkpoint_step > status.last_checkpoint.step:
-        status.last_checkpoint.step = measurement.checkpoint_step
-        status.last_checkpoint.time = now
+    _record_measurement(plan, measurement, now)
 
     # Suspend: drain everything (the trainer checkpoints on SIGTERM), keep the rendezvous for resume.
     if spec.suspend:
@@ -430,6 +425,27 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
         else:
             status.last_decision = decision.reason
     return plan
+
+
+def _record_measurement(plan: Plan, measurement: Measurement, now: datetime) -> None:
+    """Step, loss and checkpoints as the workers report them. The step is the workers' own: after a
+    resume it goes back to the step training resumed from, and the steps after it are trained again."""
+    status = plan.status
+    if measurement.step is not None:
+        status.step = measurement.step
+    if measurement.loss is not None:
+        status.loss = round(measurement.loss, 5)
+    if measurement.checkpoint_step is not None and measurement.checkpoint_step != status.last_checkpoint.step:
+        status.last_checkpoint.step = measurement.checkpoint_step
+        status.last_checkpoint.time = now
+    rejected = measurement.checkpoint_rejected_step
+    if rejected and rejected != status.last_checkpoint.rejected_step:
+        status.last_checkpoint.rejected_step = rejected
+        resumed = f"resumed from step {measurement.checkpoint_step}" if measurement.checkpoint_step \
+            else "no earlier checkpoint: training restarts from step 0"
+        plan.event("CheckpointRejected", f"checkpoint step-{rejected:08d} failed verification or did not load "
+                   f"(damaged, or another job's); kept as rejected-step-{rejected:08d} and never tried again; "
+                   f"{resumed}", warning=True)
 
 
 def _stuck_once(plan: Plan, reason: str, generation: int, detail: str, now: datetime, meta_generation: int) -> None:
