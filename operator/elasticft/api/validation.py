@@ -269,6 +269,15 @@ def _check_tolerations(fail: Callable[[str, str], None], path: str, pool: Capaci
 def validate_document(document: object, now: datetime) -> tuple[FineTuneJob | None, list[FieldError]]:
     """A parsed FineTuneJob and no errors, or None and every error found (schema first, then
     semantics, which only run on a schema-valid document)."""
+    job, errors = parse_document(document)
+    if job is None:
+        return None, errors
+    errors = semantic_errors(job, now)
+    return (None, errors) if errors else (job, [])
+
+
+def parse_document(document: object) -> tuple[FineTuneJob | None, list[FieldError]]:
+    """The schema stage alone: what the CRD's schema decides, plus the map-key rules it leaves to CEL."""
     if not isinstance(document, dict):
         kind = "empty" if document is None else type(document).__name__
         return None, [FieldError("(document)", f"must be a mapping (a Kubernetes object), got {kind}")]
@@ -280,9 +289,7 @@ def validate_document(document: object, now: datetime) -> tuple[FineTuneJob | No
     except (TypeError, ValueError) as exc:
         return None, [FieldError("(document)", f"cannot be sent to the API server as JSON: {exc}")]
     try:
-        job = FineTuneJob.model_validate_json(as_json, strict=True)
+        return FineTuneJob.model_validate_json(as_json, strict=True), []
     except ValidationError as exc:
         return None, schema_errors(exc)
-    errors = semantic_errors(job, now)
-    return (None, errors) if errors else (job, [])
 
