@@ -12,7 +12,6 @@ from elasticft.controller.builders import JobRef, WorkerPlacement, rendezvous_po
 from elasticft.controller.names import ON_DEMAND, SPOT, worker_name
 from elasticft.controller.observe import NodeView, PodView, TrainerSummary, node_view, pod_view
 from elasticft.controller.reconcile import (
-    READY_DEADLINE,
     Measurement,
     Observed,
     Plan,
@@ -29,6 +28,7 @@ from elasticft.signals.prometheus import generation_rate_window
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 PRICES = Prices(spot_per_hour=1.0, on_demand_per_hour=3.0)
 DEFAULT_SIZE = Size(2, 1)
+READY_TIMEOUT = timedelta(seconds=60)  # elastic.readyTimeout's default
 
 
 def make_job(**spec: Any) -> FineTuneJob:
@@ -108,7 +108,6 @@ def test_workers_are_created_with_placement_env_and_owner() -> None:
     assert env["ELASTICFT_GLOBAL_BATCH_SIZE"] == "12" and env["ELASTICFT_GENERATION"] == "1"
     assert "--nnodes=3:3" in pods[0]["spec"]["containers"][0]["args"]
     assert pods[0]["metadata"]["ownerReferences"][0]["uid"] == "u-1"
-    assert plan.status.launched_generation == 1
 
 
 def test_a_second_look_creates_nothing_twice() -> None:
@@ -521,23 +520,96 @@ def test_workers_wait_until_the_rendezvous_store_is_ready() -> None:
     assert [m["metadata"]["name"] for m in plan.create if m["kind"] == "Pod"] == ["ft-g1-w0", "ft-g1-w1", "ft-g1-w2"]
 
 
-def test_a_rendezvous_never_ready_is_reported_once_after_the_deadline() -> None:
+def test_a_rendezvous_never_ready_is_reported_once_after_the_ready_timeout() -> None:
     job = make_job()
     step(job, observed([]))
-    pulling = worker(0, 0, ON_DEMAND, name="ft-rdzv", role="rendezvous", ready=False, phase="Pending",
-                     node_name="od-1", waiting_reason="ImagePullBackOff")
-    late = T0 + READY_DEADLINE + timedelta(seconds=5)
-    plan = step(job, observed([pulling], now=late))
+    unreachable = worker(0, 0, ON_DEMAND, name="ft-rdzv", role="rendezvous", ready=False, node_name="od-1")
+    plan = step(job, observed([unreachable], now=T0 + timedelta(seconds=30)))
+    assert plan.events == []
+    late = T0 + READY_TIMEOUT + timedelta(seconds=5)
+    plan = step(job, observed([unreachable], now=late))
     assert not [m for m in plan.create if m["kind"] == "Pod"]
     event = next(e for e in plan.events if e.reason == "RendezvousNotReady")
     assert event.type == "Warning" and "generation 1" in event.message
-    assert "Pending on od-1 (ImagePullBackOff)" in event.message
+    assert "Running on od-1 (not ready)" in event.message
     ready = next(c for c in plan.status.conditions if c.type == "Ready")
     assert (ready.status, ready.reason) == ("False", "RendezvousNotReady")
-    plan = step(job, observed([pulling], now=late + timedelta(seconds=5)))
+    plan = step(job, observed([unreachable], now=late + timedelta(seconds=5)))
     assert plan.events == []  # said once, not at every look
     plan = step(job, observed([rdzv()], now=late + timedelta(seconds=10)))
     assert len([m for m in plan.create if m["kind"] == "Pod"]) == 3
+
+
+def test_the_ready_timeout_is_the_specs() -> None:
+    job = make_job(elastic={"minWorkers": 1, "maxWorkers": 4, "readyTimeout": "10m"})
+    step(job, observed([]))
+    unreachable = worker(0, 0, ON_DEMAND, name="ft-rdzv", role="rendezvous", ready=False)
+    assert step(job, observed([unreachable], now=T0 + timedelta(minutes=5))).events == []
+    plan = step(job, observed([unreachable], now=T0 + timedelta(minutes=11)))
+    assert [e.reason for e in plan.events] == ["RendezvousNotReady"]
+
+
+def test_a_rendezvous_whose_image_does_not_pull_is_reported_at_once() -> None:
+    job = make_job()
+    step(job, observed([]))
+    pulling = worker(0, 0, ON_DEMAND, name="ft-rdzv", role="rendezvous", ready=False, phase="Pending",
+                     node_name="od-1", waiting_reason="ImagePullBackOff",
+                     waiting_message='Back-off pulling image "ghcr.io/elasticft/trainer:0.1.0"')
+    plan = step(job, observed([pulling], now=T0 + timedelta(seconds=5)))
+    event = next(e for e in plan.events if e.reason == "ContainerCannotStart")
+    assert "ft-rdzv cannot start (ImagePullBackOff: Back-off pulling image" in event.message
+    ready = next(c for c in plan.status.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("False", "ContainerCannotStart")
+
+
+def test_an_unschedulable_worker_is_reported_at_once_with_the_schedulers_reason() -> None:
+    job = make_job()
+    step(job, observed([]), Size(0, 1))
+    step(job, observed([rdzv()]), Size(0, 1))
+    why = "0/5 nodes are available: 5 Insufficient cpu."
+    pending = worker(1, 0, ON_DEMAND, phase="Pending", ready=False, node_name=None, unschedulable=True,
+                     unschedulable_message=why)
+    plan = step(job, observed([rdzv(), pending], now=T0 + timedelta(seconds=8)), Size(0, 1))
+    event = next(e for e in plan.events if e.reason == "Unschedulable")
+    assert event.type == "Warning" and f"ft-g1-w0 cannot be scheduled: {why}" in event.message
+    ready = next(c for c in plan.status.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("False", "Unschedulable")
+
+
+def test_an_unschedulable_spot_size_is_remembered_so_the_policy_does_not_flap() -> None:
+    # A spot node that looks free but cannot take the pod (cpu: "1000"): one fewer spot worker is offered
+    # for a while, instead of 1 -> 0 -> 1 at every look.
+    job, _ = running_job(Size(1, 0))
+    nodes = [NodeView("spot-1", {"karpenter.sh/capacity-type": "spot"}, True, False)]
+    stuck = worker(1, 0, SPOT, phase="Pending", ready=False, unschedulable=True, node_name=None)
+    later = T0 + timedelta(minutes=1)
+    plan, seen = plan_recording_spot(job, observed([rdzv(), stuck], now=later, nodes=nodes), Size(0, 0))
+    job.status = plan.status
+    assert seen == [0]
+    offered = []
+    for minute in range(2, 10):
+        plan, seen = plan_recording_spot(job, observed([rdzv()], now=T0 + timedelta(minutes=minute), nodes=nodes),
+                                         Size(0, 0))
+        job.status = plan.status
+        offered += seen
+    assert offered == [0] * len(offered)
+    plan, seen = plan_recording_spot(job, observed([rdzv()], now=later + timedelta(minutes=11), nodes=nodes),
+                                     Size(0, 0))
+    assert seen == [1]  # tried again once the memory has passed
+
+
+def test_a_world_counts_as_launched_only_once_its_pods_exist() -> None:
+    job = make_job()
+    step(job, observed([]), Size(0, 1))
+    plan = step(job, observed([rdzv()]), Size(0, 1))
+    assert [m["metadata"]["name"] for m in plan.create if m["kind"] == "Pod"] == ["ft-g1-w0"]
+    assert plan.status.launched_generation == 0
+    # The create was refused, so the pod is not there: it is created again, not counted as lost.
+    plan = step(job, observed([rdzv()], now=T0 + timedelta(seconds=10)), Size(0, 1))
+    assert [m["metadata"]["name"] for m in plan.create if m["kind"] == "Pod"] == ["ft-g1-w0"]
+    assert plan.status.restarts == 0 and plan.status.preemptions == 0
+    plan = step(job, observed([rdzv(), worker(1, 0, ON_DEMAND)], now=T0 + timedelta(seconds=20)), Size(0, 1))
+    assert plan.status.launched_generation == 1 and plan.status.phase == Phase.RUNNING
 
 
 def test_a_generation_that_never_gets_ready_is_reported_after_the_deadline() -> None:
@@ -547,7 +619,7 @@ def test_a_generation_that_never_gets_ready_is_reported_after_the_deadline() -> 
     pods = [worker(1, 0, SPOT), worker(1, 1, SPOT, phase="Running", ready=False, node_name="spot-b")]
     plan = step(job, observed([rdzv(), *pods], now=T0 + timedelta(seconds=30)), Size(2, 0))
     assert plan.events == [] and plan.status.phase == Phase.PENDING
-    late = T0 + READY_DEADLINE + timedelta(seconds=1)
+    late = T0 + READY_TIMEOUT + timedelta(seconds=1)
     plan = step(job, observed([rdzv(), *pods], now=late), Size(2, 0))
     event = next(e for e in plan.events if e.reason == "GenerationNotReady")
     assert event.type == "Warning" and "1/2 workers ready" in event.message

@@ -104,6 +104,9 @@ class Elastic(ApiModel):
         3, ge=0, le=1_000_000, description="Failures (non-zero exits) tolerated; spot preemptions do not count."
     )
     rescale_cooldown: Duration = Field("2m", description="Least time between two rescales.")
+    ready_timeout: Duration = Field(
+        "60s", description="A world (or its rendezvous) not ready this long after launch is reported stuck: "
+        "condition Ready=False and an event naming what each pod waits for. Nothing is restarted for it.")
 
 
 class Budget(ApiModel):
@@ -308,6 +311,10 @@ class SpotObservation(ApiModel):
     available: int | None = None
     since: datetime | None = None
     history: list[SpotRun] = Field(default_factory=list, description="Completed runs, oldest first (capped).")
+    unschedulable_workers: int | None = Field(
+        None, description="Spot workers that could not all be scheduled at once (the scheduler said why), "
+        "so fewer are offered to the policy for a while instead of trying this size again and again.")
+    unschedulable_since: datetime | None = None
 
 
 class FineTuneJobStatus(ApiModel):

@@ -145,6 +145,7 @@ def semantic_errors(job: FineTuneJob, now: datetime) -> list[FieldError]:
     if objective.max_duration is not None:
         _check_duration(fail, "objective.maxDuration", objective.max_duration, SHORTEST_JOB_S)
     _check_duration(fail, "elastic.rescaleCooldown", spec.elastic.rescale_cooldown, 0.0)
+    _check_duration(fail, "elastic.readyTimeout", spec.elastic.ready_timeout, 1.0)
     if objective.deadline is not None and objective.max_duration is not None:
         fail("objective.deadline", "set either deadline or maxDuration, not both")
     if objective.deadline is not None:

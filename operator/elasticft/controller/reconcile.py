@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from elasticft.api.durations import parse_duration
 from elasticft.api.models import FineTuneJob, FineTuneJobSpec, FineTuneJobStatus, Phase
 from elasticft.api.validation import feasible_world_sizes
 from elasticft.controller.builders import (
@@ -52,12 +53,12 @@ from elasticft.controller.status import (
 
 # A spot pod unschedulable this long means the spot pool has no room for it.
 UNSCHEDULABLE_GRACE = timedelta(seconds=15)
-# A generation trains within seconds of its pods running (the sandbox: ~10 s from launch to all ready).
-# A store or a world still not ready after this long is stuck on something a user must see: an image
-# that does not pull, a pod nothing can schedule, a store that cannot bind. Workers are never launched
-# before the store serves (they would fail to connect and be counted as failures), so waiting longer
-# costs no restarts; the deadline only makes the wait visible as an Event and the Ready condition.
-READY_DEADLINE = timedelta(seconds=60)
+# After spot workers of a size could not all be scheduled, fewer are offered to the policy for this long
+# before that size is tried again: once per period, not a 1→0→1 cycle at every look.
+UNSCHEDULABLE_MEMORY = timedelta(minutes=10)
+# Waiting reasons after which a container does not start without a change by the user.
+CANNOT_START = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
+                          "CreateContainerError", "RunContainerError", "CrashLoopBackOff"})
 # Failures back off exponentially between generations, capped.
 FAILURE_BACKOFF_BASE_S = 5.0
 FAILURE_BACKOFF_MAX_S = 300.0
@@ -91,6 +92,16 @@ class Measurement:
 
 
 @dataclass(frozen=True)
+class CreateRefusal:
+    """The API server refused to create a child (403 from a ResourceQuota or an admission webhook, 422):
+    its message, how many looks in a row were refused, and when the next attempt is due."""
+
+    message: str
+    attempts: int
+    retry_at: datetime
+
+
+@dataclass(frozen=True)
 class Observed:
     now: datetime
     created: datetime
@@ -100,6 +111,7 @@ class Observed:
     prices: Prices
     rendezvous_host: str | None = None  # the rendezvous Service's clusterIP, once it exists
     has_claim: bool = False  # the checkpoint claim the operator creates exists
+    refusal: CreateRefusal | None = None  # the last create the API server refused, until one succeeds
 
 
 @dataclass(frozen=True)
@@ -154,21 +166,30 @@ def _current_size(status: FineTuneJobStatus) -> Size:
     return Size(spot=status.workers.spot, on_demand=status.workers.on_demand)
 
 
-def spot_available(spec: FineTuneJobSpec, observed: Observed, generation: int) -> int | None:
+def spot_available(spec: FineTuneJobSpec, status: FineTuneJobStatus, observed: Observed, generation: int) -> int | None:
     """Spot workers the cluster can take now, as far as can be seen: untainted Ready spot nodes not
     hosting a pod marked for disruption (the pods are read fresh, the node list may be seconds old), or —
-    when spot pods of this generation wait unschedulable — only as many as did get scheduled."""
+    when spot pods of this generation wait unschedulable — only as many as did get scheduled. That size is
+    remembered in status for UNSCHEDULABLE_MEMORY: nodes that look free but cannot take the pod (too
+    small, a selector no node matches) are not offered again at every look."""
     if not spec.capacity.spot.enabled:
         return 0
+    now, memory = observed.now, status.spot
     pods = [p for p in observed.pods if p.role == ROLE_WORKER and p.generation == generation and p.on_spot]
-    stuck = [p for p in pods if p.unschedulable and p.created and observed.now - p.created > UNSCHEDULABLE_GRACE]
+    stuck = [p for p in pods if p.unschedulable and p.created and now - p.created > UNSCHEDULABLE_GRACE]
     if stuck:
-        return sum(1 for p in pods if p.node_name and not p.disrupted)
+        scheduled = sum(1 for p in pods if p.node_name and not p.disrupted)
+        memory.unschedulable_workers, memory.unschedulable_since = scheduled + 1, now
+        return scheduled
+    if memory.unschedulable_since is not None and now - memory.unschedulable_since > UNSCHEDULABLE_MEMORY:
+        memory.unschedulable_workers = memory.unschedulable_since = None
+    ceiling = memory.unschedulable_workers - 1 if memory.unschedulable_workers is not None else None
     nodes = matching_nodes(observed.nodes, spec.capacity.spot.node_selector)
     if nodes:
         reclaimed = {p.node_name for p in observed.pods if p.disruption is not None}
-        return sum(1 for n in nodes if n.ready and not n.terminating and n.name not in reclaimed)
-    return None
+        usable = sum(1 for n in nodes if n.ready and not n.terminating and n.name not in reclaimed)
+        return usable if ceiling is None else min(usable, ceiling)
+    return ceiling
 
 
 def _start_generation(plan: Plan, job: FineTuneJob, size: Size, reason: str, now: datetime, phase: Phase) -> None:
@@ -195,6 +216,24 @@ def _finish(plan: Plan, pods: list[PodView], job: FineTuneJob, now: datetime) ->
 
 def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan:
     """The whole reconcile decision for one job at one moment (see the module docstring)."""
+    plan = _plan(job, observed, decide)
+    if observed.refusal is not None and plan.status.phase not in TERMINAL:
+        _hold_refused_creates(plan, observed.refusal, observed.now, int(getattr(job.metadata, "generation", 0) or 0))
+    return plan
+
+
+def _hold_refused_creates(plan: Plan, refusal: CreateRefusal, now: datetime, meta_generation: int) -> None:
+    """A refused create is said (condition and one event) and retried after its backoff. It costs no
+    restart and is no preemption: a world is launched only once all its pods exist."""
+    wait_s = max((refusal.retry_at - now).total_seconds(), 0.0)
+    _stuck_once(plan, "CreateRefused", plan.status.generation,
+                f"the API server refused {refusal.message} ({refusal.attempts} attempt"
+                f"{'s' if refusal.attempts > 1 else ''}; next in {wait_s:.0f} s)", now, meta_generation)
+    if wait_s > 0:
+        plan.create = []
+
+
+def _plan(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan:
     spec = job.spec
     status = (job.status or FineTuneJobStatus()).model_copy(deep=True)
     plan = Plan(status=status)
@@ -210,14 +249,16 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
     measurement = observed.measurement
     status.total_steps = spec.total_steps or measurement.total_steps or status.total_steps
     deadline = deadline_of(spec, observed.created)
+    ready_timeout = timedelta(seconds=parse_duration(spec.elastic.ready_timeout))
+
+    # A finished job only loses its leftover pods; its status (cost included) stays as it ended.
+    if status.phase in TERMINAL:
+        _finish(plan, workers + others, job, now)
+        return plan
 
     running = [p for p in workers if p.phase == "Running"]
     accrue_cost(status, now, observed.prices.rate(sum(p.on_spot for p in running),
                                                   sum(not p.on_spot for p in running)))
-
-    if status.phase in TERMINAL:
-        _finish(plan, workers + others, job, now)
-        return plan
 
     # Completion: any worker whose trainer reports all steps done.
     done = [p for p in workers if p.summary and p.summary.completed]
@@ -272,7 +313,7 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
     old = [p for p in workers if p.generation != generation]
     sizes = feasible_world_sizes(spec)
 
-    available = spot_available(spec, observed, generation)
+    available = spot_available(spec, status, observed, generation)
     observe_spot(status, available, now)
 
     def sizing(recent_preemption: bool) -> SizeDecision:
@@ -329,7 +370,7 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
                 _finish(plan, workers + others, job, now)
                 return plan
             plan.event("WorkerFailed", f"{names} failed (restart {status.restarts}/{spec.elastic.max_restarts}); "
-                       f"restarting from the latest checkpoint after {_backoff_s(status.restarts):.0f} s",
+                       f"restarting from the latest checkpoint after {backoff_s(status.restarts):.0f} s",
                        warning=True)
         if preempted:
             status.preemptions += len(preempted)
@@ -342,7 +383,7 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
         _start_generation(plan, job, decision.size, decision.reason, now, Phase.RECOVERING)
         if failed or lost_on_demand:
             # The next generation starts after the backoff: launch waits for last_rescale_time.
-            status.last_rescale_time = now + timedelta(seconds=_backoff_s(status.restarts))
+            status.last_rescale_time = now + timedelta(seconds=backoff_s(status.restarts))
         status.rescales += 1
         plan.event("Recovering", f"generation {status.generation}: {decision.size} workers after {cause}: "
                    f"{decision.reason}")
@@ -363,19 +404,27 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
             # replaced may still be ready until it is gone; the new one is the one to wait for).
             since = max(t for t in (status.last_rescale_time, rdzv.created if rdzv else None, observed.created)
                         if t is not None)
-            if now - since > READY_DEADLINE:
+            blocked = _why_stuck([rdzv] if rdzv is not None else [])
+            if blocked is not None:
+                _stuck_once(plan, blocked[0], generation, f"{blocked[1]}; the workers wait for the rendezvous",
+                            now, meta_generation)
+            elif now - since > ready_timeout:
                 state = rdzv.describe() if rdzv is not None else "not created yet"
                 _stuck_once(plan, "RendezvousNotReady", generation,
                             f"rendezvous pod {rendezvous_name(ref.name)} not ready after "
                             f"{(now - since).total_seconds():.0f} s ({state}); its workers wait for it", now,
                             meta_generation)
             return plan
+        # The world counts as launched once every pod exists: a create the API refused is retried
+        # (see _hold_refused_creates), never mistaken for a pod that was lost.
         endpoint = f"{observed.rendezvous_host}:{RENDEZVOUS_PORT}" if with_rendezvous else ""
-        plan.create += [worker_pod(ref, spec, placement, endpoint)
-                        for placement in _placements(generation, _current_size(status))
-                        if worker_name(ref.name, generation, placement.index) not in present]
+        to_create = [worker_pod(ref, spec, placement, endpoint)
+                     for placement in _placements(generation, _current_size(status))
+                     if worker_name(ref.name, generation, placement.index) not in present]
+        if to_create:
+            plan.create += to_create
+            return plan
         status.launched_generation = generation
-        return plan
 
     ready = sum(p.ready for p in current)
     status.workers.ready = ready
@@ -385,8 +434,11 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
     # A generation that never got all its workers ready (once Running, readiness does not flap: the
     # trainer's /healthz stays up until it exits, and an exit ends the generation above).
     launched_at = min((p.created for p in current if p.created is not None), default=None)
-    if not all_ready and status.phase != Phase.RUNNING and status.workers.desired > 0 \
-            and launched_at is not None and now - launched_at > READY_DEADLINE:
+    blocked = _why_stuck(current)
+    if not all_ready and status.phase != Phase.RUNNING and blocked is not None:
+        _stuck_once(plan, blocked[0], generation, blocked[1], now, meta_generation)
+    elif not all_ready and status.phase != Phase.RUNNING and status.workers.desired > 0 \
+            and launched_at is not None and now - launched_at > ready_timeout:
         waiting = ", ".join(f"{p.name} {p.describe()}" for p in current if not p.ready)
         _stuck_once(plan, "GenerationNotReady", generation,
                     f"{ready}/{status.workers.desired} workers ready {(now - launched_at).total_seconds():.0f} s "
@@ -448,6 +500,19 @@ def _record_measurement(plan: Plan, measurement: Measurement, now: datetime) -> 
                    f"{resumed}", warning=True)
 
 
+def _why_stuck(pods: list[PodView]) -> tuple[str, str] | None:
+    """(reason, message) when a pod waits on something only the user can change: a scheduler that finds
+    no node for it, or a container that cannot start."""
+    for p in pods:
+        if p.unschedulable and not p.deleting:
+            return "Unschedulable", f"{p.name} cannot be scheduled: {p.unschedulable_message or 'no node fits'}"
+    for p in pods:
+        if p.waiting_reason in CANNOT_START:
+            detail = f": {p.waiting_message}" if p.waiting_message else ""
+            return "ContainerCannotStart", f"{p.name} cannot start ({p.waiting_reason}{detail})"
+    return None
+
+
 def _stuck_once(plan: Plan, reason: str, generation: int, detail: str, now: datetime, meta_generation: int) -> None:
     """Say that generation `generation` is stuck: in the Ready condition at every look, as an Event
     once (the condition, not memory, remembers that it was said, so an operator restart is silent)."""
@@ -475,6 +540,6 @@ def _cause(preempted: list[PodView | None], lost_spot: list[str], failed: list[P
     return "; ".join(causes)
 
 
-def _backoff_s(restarts: int) -> float:
+def backoff_s(restarts: int) -> float:
     """5 s, 10 s, 20 s, ... capped at 5 min: a crash-looping job does not hammer the cluster."""
     return min(FAILURE_BACKOFF_BASE_S * float(2 ** max(restarts - 1, 0)), FAILURE_BACKOFF_MAX_S)
