@@ -453,21 +453,44 @@ SIGTERM_SUMMARY = 'ELASTICFT_SUMMARY {"completed": false, "step": 41, "loss": 2.
     ("Succeeded", 0, SIGTERM_SUMMARY),  # stopped cleanly after its emergency checkpoint
     ("Failed", 137, None),  # SIGKILLed when its grace ran out
 ])
-def test_a_worker_deleted_from_its_spot_node_is_a_preemption_not_a_failure(
-        phase: str, exit_code: int | None, message: str | None) -> None:
+@pytest.mark.parametrize(("index", "capacity", "node"), [(1, SPOT, "spot-a"), (0, ON_DEMAND, "od-1")])
+def test_a_worker_deleted_by_a_user_is_a_preemption_not_a_failure_on_either_capacity(
+        phase: str, exit_code: int | None, message: str | None, index: int, capacity: str, node: str) -> None:
     job, _ = running_job(Size(2, 1))
     manifests = [worker_manifest(1, 0, ON_DEMAND, "od-1"), worker_manifest(1, 1, SPOT, "spot-a"),
                  worker_manifest(1, 2, SPOT, "spot-b")]
-    manifests[1] = deleted(manifests[1], phase, exit_code, message)
+    manifests[index] = deleted(manifests[index], phase, exit_code, message)
     views = [pod_view(m) for m in manifests]
     plan = step(job, observed([rdzv(), *views], now=T0 + timedelta(seconds=40)), Size(1, 1))
     assert plan.status.preemptions == 1 and plan.status.restarts == 0
     assert plan.status.generation == 2 and plan.status.phase == Phase.RECOVERING
     preempted = next(e for e in plan.events if e.reason == "Preempted")
-    assert "ft-g1-w1 on spot-a" in preempted.message and "deleted from its spot node" in preempted.message
+    assert f"ft-g1-w{index} on {node}" in preempted.message
+    assert f"deleted from its {capacity} node, not by the operator" in preempted.message
     assert not any(e.reason in ("WorkerFailed", "WorkersStopped") for e in plan.events)
     # the other workers of the generation are drained; the deleted one is already going
-    assert sorted(plan.delete) == ["ft-g1-w0", "ft-g1-w2"]
+    assert sorted(plan.delete) == sorted(worker_name("ft", 1, i) for i in range(3) if i != index)
+
+
+def test_a_vanished_on_demand_worker_is_a_preemption_like_a_vanished_spot_one() -> None:
+    job, pods = running_job(Size(2, 1))
+    plan = step(job, observed([rdzv(), pods[1], pods[2]], now=T0 + timedelta(seconds=40)), Size(2, 1))
+    assert plan.status.preemptions == 1 and plan.status.restarts == 0
+    preempted = next(e for e in plan.events if e.reason == "Preempted")
+    assert "ft-g1-w0 vanished from on-demand capacity" in preempted.message
+
+
+def test_every_worker_of_a_double_reclaim_counts_once() -> None:
+    job, pods = running_job(Size(2, 0))
+    first = [pods[0], worker(1, 1, SPOT, disruption="DisruptionTarget: TerminationByKubelet")]
+    plan = step(job, observed([rdzv(), *first], now=T0 + timedelta(seconds=40)), Size(1, 0))
+    assert plan.status.preemptions == 1 and plan.status.generation == 2
+    # half a second later the other node is reclaimed too, while generation 1 drains
+    both = [worker(1, 0, SPOT, deleting=True, disruption="node node-0 is being reclaimed"),
+            worker(1, 1, SPOT, deleting=True, disruption="DisruptionTarget: TerminationByKubelet")]
+    for seconds in (40.5, 41, 42):
+        plan = step(job, observed([rdzv(), *both], now=T0 + timedelta(seconds=seconds)), Size(1, 0))
+    assert plan.status.preemptions == 2 and plan.status.restarts == 0
 
 
 def test_workers_the_operator_drains_for_a_rescale_are_not_preemptions() -> None:
@@ -487,15 +510,14 @@ def test_workers_the_operator_drains_for_a_rescale_are_not_preemptions() -> None
 
 def test_a_worker_that_exits_unasked_says_why_the_generation_restarts() -> None:
     job, _ = running_job(Size(2, 1))
-    manifests = [worker_manifest(1, 0, ON_DEMAND, "od-1"), worker_manifest(1, 1, SPOT, "spot-a"),
-                 worker_manifest(1, 2, SPOT, "spot-b")]
-    manifests[0] = deleted(manifests[0], "Succeeded", 0, SIGTERM_SUMMARY)  # someone deleted the on-demand one
-    plan = step(job, observed([rdzv(), *[pod_view(m) for m in manifests]], now=T0 + timedelta(seconds=40)),
-                Size(2, 1))
+    summary = TrainerSummary(completed=False, step=41, loss=2.0, reason="sigterm")
+    exited = worker(1, 0, ON_DEMAND, phase="Succeeded", ready=False, exit_code=0, summary=summary)
+    views = [exited, worker(1, 1, SPOT), worker(1, 2, SPOT)]
+    plan = step(job, observed([rdzv(), *views], now=T0 + timedelta(seconds=40)), Size(2, 1))
     assert plan.status.restarts == 0 and plan.status.preemptions == 0 and plan.status.generation == 2
     stopped = next(e for e in plan.events if e.reason == "WorkersStopped")
     assert "ft-g1-w0 exited 0 without being asked after step 41 (sigterm)" in stopped.message
-    assert "deleted, not by the operator" in stopped.message and stopped.type == "Warning"
+    assert stopped.type == "Warning"
     recovering = next(e for e in plan.events if e.reason == "Recovering")
     assert "ft-g1-w0 exited 0 without being asked" in recovering.message
     ready = next(c for c in plan.status.conditions if c.type == "Ready")
@@ -686,3 +708,13 @@ def test_status_step_is_the_step_training_resumed_from() -> None:
     plan = step(job, observed([rdzv(), *pods], now=T0 + timedelta(seconds=45),
                               measurement=Measurement(step=100, checkpoint_step=100)), Size(2, 1))
     assert plan.status.step == 100 and plan.status.last_checkpoint.step == 100
+
+
+def test_a_resize_after_lowering_max_workers_names_the_spec_change_not_a_preemption() -> None:
+    job, pods = running_job(Size(2, 0))
+    job.spec.elastic.max_workers = 1
+    job.metadata.generation = 2  # type: ignore[attr-defined]
+    plan = plan_reconcile(job, observed([rdzv(), *pods], now=T0 + timedelta(minutes=5)), decide_size)
+    rescaled = next(e for e in plan.events if e.reason == "Rescaled")
+    assert rescaled.message.startswith("scaled 2→1") and "on a spec change (elastic: 1-1 workers)" in rescaled.message
+    assert "preempted" not in rescaled.message and plan.status.preemptions == 0

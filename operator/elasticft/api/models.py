@@ -333,8 +333,11 @@ class FineTuneJobStatus(ApiModel):
     estimated_completion_time: datetime | None = None
     deadline_slack: str | None = Field(None, description="Time to spare at the current rate, e.g. 3h10m.")
     last_checkpoint: LastCheckpoint = Field(default_factory=LastCheckpoint)
-    preemptions: int = 0
-    restarts: int = 0
+    preemptions: int = Field(0, description="Workers taken from outside the job: reclaimed, deleted (not by the "
+                             "operator) or vanished, on either capacity. They never count against maxRestarts.")
+    preempted_pods: list[str] = Field(default_factory=list, description="Pods already counted in preemptions "
+                                      "(the newest 64), so that none is counted twice.")
+    restarts: int = Field(0, description="Worker failures (non-zero exits of the job's own containers).")
     rescales: int = 0
     last_decision: str = ""
     launched_generation: int = Field(0, description="Latest generation whose pods were all created.")

@@ -81,14 +81,16 @@ class PodView:
     @property
     def preemption(self) -> str | None:
         """Why this pod counts as preempted (not failed), or None: DisruptionTarget, a node tainted for
-        termination, or deletion from a spot node (DESIGN §4). Deletion needs no check of who deleted:
-        the operator only deletes pods of a generation it has already left (it moves
-        `status.generation` on before it drains), or every pod when the job ends or is suspended, and
-        the reconciler counts preemptions among the current generation's pods only."""
+        termination, or a deletion. A deletion (a user's `kubectl delete pod`, a drain, the node's loss)
+        is a preemption on spot and on on-demand alike: the job did not fail, its trainer checkpoints on
+        the SIGTERM, and no restart is spent. Deletion needs no check of who deleted: the operator only
+        deletes pods of a generation it has already left (it moves `status.generation` on before it
+        drains), or every pod when the job ends or is suspended, and the reconciler counts deletions among
+        the current generation's pods only."""
         if self.disruption is not None:
             return self.disruption
-        if self.deleting and self.on_spot:
-            return "deleted from its spot node"
+        if self.deleting:
+            return f"deleted from its {self.capacity_type or 'unknown'} node, not by the operator"
         return None
 
     @property

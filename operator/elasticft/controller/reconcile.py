@@ -56,6 +56,8 @@ UNSCHEDULABLE_GRACE = timedelta(seconds=15)
 # After spot workers of a size could not all be scheduled, fewer are offered to the policy for this long
 # before that size is tried again: once per period, not a 1→0→1 cycle at every look.
 UNSCHEDULABLE_MEMORY = timedelta(minutes=10)
+# Names of the pods already counted as preempted (a pod is seen over several looks), newest last.
+PREEMPTED_PODS_KEPT = 64
 # Waiting reasons after which a container does not start without a change by the user.
 CANNOT_START = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
                           "CreateContainerError", "RunContainerError", "CrashLoopBackOff"})
@@ -239,6 +241,7 @@ def _plan(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan:
     plan = Plan(status=status)
     now = observed.now
     meta_generation = int(getattr(job.metadata, "generation", 0) or 0)
+    spec_changed = status.observed_generation not in (0, meta_generation)
     status.observed_generation = meta_generation
     set_condition(status, "Valid", True, "SpecValid", "spec passed validation", now, meta_generation)
     ref = JobRef(job.metadata.name, job.metadata.namespace or "default", str(getattr(job.metadata, "uid", "")))
@@ -332,8 +335,14 @@ def _plan(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan:
         set_condition(status, "Progressing", True, "Starting", decision.reason, now, meta_generation)
         return plan
 
-    # Old generations drain before the next starts, so its resume sees their emergency checkpoint.
+    # Old generations drain before the next starts, so its resume sees their emergency checkpoint. A
+    # reclaim that hits one of them while it drains is a preemption all the same (the operator's own
+    # deletion of it is not: only a DisruptionTarget or a reclaimed node counts there).
     if old:
+        new = _count_preemptions(status, [p.name for p in old if p.disruption is not None])
+        if new:
+            plan.event("Preempted", "; ".join(f"{p.name} on {p.node_name} preempted while draining ({p.disruption})"
+                                              for p in old if p.name in new), warning=True)
         plan.delete += [p.name for p in old if not p.deleting]
         return plan
 
@@ -342,25 +351,25 @@ def _plan(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan:
     present = {p.name for p in current}
     missing = [i for i in range(status.workers.desired) if worker_name(ref.name, generation, i) not in present]
     kinds = [p.capacity_type for p in _placements(generation, _current_size(status))]
-    lost_spot = [worker_name(ref.name, generation, i) for i in missing if launched and kinds[i] == SPOT]
-    lost_on_demand = [worker_name(ref.name, generation, i) for i in missing if launched and kinds[i] == ON_DEMAND]
-    preempted: list[PodView | None] = [p for p in current if p.disrupted]
-    preempted += [None] * len(lost_spot)
+    # A launched pod that is gone was taken from outside the job (reclaimed, deleted, its node lost), on
+    # either capacity: a preemption, as a deleted pod is (PodView.preemption).
+    vanished = {worker_name(ref.name, generation, i): kinds[i] for i in missing if launched}
+    preempted = [p for p in current if p.disrupted]
     failed = [p for p in current if p.failed]
     stopped = [p for p in current if p.terminated and not p.failed and not p.disrupted]
     interrupted = launched and bool(current) and rendezvous_lost
     if interrupted:
         # Workers that lose their store fail; that is the rendezvous' loss, not theirs.
-        failed, lost_on_demand = [], []
+        failed = []
         where = f" on {rdzv.node_name}" if rdzv is not None and rdzv.node_name else ""
         plan.event("RendezvousLost", f"rendezvous pod{where} lost; restarting the world from the emergency "
                    "checkpoint with a new store", warning=True)
 
-    if preempted or failed or lost_on_demand or stopped or interrupted:
-        cause = _cause(preempted, lost_spot, failed, lost_on_demand, stopped, interrupted)
-        if failed or lost_on_demand:
+    if preempted or vanished or failed or stopped or interrupted:
+        cause = _cause(preempted, vanished, failed, stopped, interrupted)
+        if failed:
             status.restarts += 1
-            names = ", ".join([p.name for p in failed] + lost_on_demand)
+            names = ", ".join(p.name for p in failed)
             if status.restarts > spec.elastic.max_restarts:
                 status.phase = Phase.FAILED
                 message = f"worker failures exhausted maxRestarts={spec.elastic.max_restarts} (last: {names})"
@@ -372,16 +381,15 @@ def _plan(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan:
             plan.event("WorkerFailed", f"{names} failed (restart {status.restarts}/{spec.elastic.max_restarts}); "
                        f"restarting from the latest checkpoint after {backoff_s(status.restarts):.0f} s",
                        warning=True)
-        if preempted:
-            status.preemptions += len(preempted)
-            where = "; ".join([f"{p.name} on {p.node_name} preempted ({p.preemption})" for p in preempted
-                               if p is not None] + [f"{name} vanished from spot capacity" for name in lost_spot])
+        if _count_preemptions(status, [p.name for p in preempted] + list(vanished)):
+            where = "; ".join([f"{p.name} on {p.node_name} preempted ({p.preemption})" for p in preempted]
+                              + [f"{name} vanished from {kind} capacity" for name, kind in vanished.items()])
             plan.event("Preempted", f"{where}; resuming from the emergency checkpoint", warning=True)
-        if stopped and not (preempted or failed or lost_on_demand or interrupted):
+        if stopped and not (preempted or vanished or failed or interrupted):
             plan.event("WorkersStopped", f"{cause}; the generation is restarted without them", warning=True)
-        decision = sizing(recent_preemption=bool(preempted))
+        decision = sizing(recent_preemption=bool(preempted or vanished))
         _start_generation(plan, job, decision.size, decision.reason, now, Phase.RECOVERING)
-        if failed or lost_on_demand:
+        if failed:
             # The next generation starts after the backoff: launch waits for last_rescale_time.
             status.last_rescale_time = now + timedelta(seconds=backoff_s(status.restarts))
         status.rescales += 1
@@ -469,10 +477,12 @@ def _plan(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan:
         decision = sizing(recent_preemption=False)
         if decision.size != _current_size(status):
             before = _current_size(status)
+            cause = _resize_cause(spec, before, spec_changed, stuck_spot)
             _start_generation(plan, job, decision.size, decision.reason, now, Phase.RESCALING)
             status.rescales += 1
             plan.event("Rescaled", f"scaled {before.total}→{decision.size.total} "
-                       f"({decision.size.spot} spot + {decision.size.on_demand} on-demand): {decision.reason}")
+                       f"({decision.size.spot} spot + {decision.size.on_demand} on-demand) on {cause}: "
+                       f"{decision.reason}")
             plan.delete += [p.name for p in current if not p.deleting]
         else:
             status.last_decision = decision.reason
@@ -524,17 +534,35 @@ def _stuck_once(plan: Plan, reason: str, generation: int, detail: str, now: date
         plan.event(reason, prefix + detail, warning=True)
 
 
-def _cause(preempted: list[PodView | None], lost_spot: list[str], failed: list[PodView], lost_on_demand: list[str],
-           stopped: list[PodView], interrupted: bool) -> str:
+def _resize_cause(spec: FineTuneJobSpec, before: Size, spec_changed: bool, stuck_spot: bool) -> str:
+    """What moved a running world to another size (preemptions and failures end worlds as Recovering)."""
+    elastic = spec.elastic
+    if not elastic.min_workers <= before.total <= elastic.max_workers:
+        return f"a spec change (elastic: {elastic.min_workers}-{elastic.max_workers} workers)"
+    if spec_changed:
+        return "a spec change"
+    if stuck_spot:
+        return "unschedulable spot workers"
+    return "the policy's decision"
+
+
+def _count_preemptions(status: FineTuneJobStatus, pod_names: list[str]) -> list[str]:
+    """Count each preempted pod once, however many looks see it; the names counted now."""
+    new = [name for name in dict.fromkeys(pod_names) if name not in status.preempted_pods]
+    status.preemptions += len(new)
+    status.preempted_pods = (status.preempted_pods + new)[-PREEMPTED_PODS_KEPT:]
+    return new
+
+
+def _cause(preempted: list[PodView], vanished: dict[str, str], failed: list[PodView], stopped: list[PodView],
+           interrupted: bool) -> str:
     """Why a generation ended, as a user reads it in the Recovering event and the Ready condition."""
-    causes = [f"{p.name} preempted ({p.preemption})" for p in preempted if p is not None]
-    causes += [f"{name} vanished from spot capacity" for name in lost_spot]
+    causes = [f"{p.name} preempted ({p.preemption})" for p in preempted]
+    causes += [f"{name} vanished from {kind} capacity" for name, kind in vanished.items()]
     causes += [f"{p.name} failed (exit {p.exit_code})" for p in failed]
-    causes += [f"{name} vanished from on-demand capacity" for name in lost_on_demand]
     for p in stopped:
         told = f" after step {p.summary.step} ({p.summary.reason})" if p.summary else ""
-        by = "; it was deleted, not by the operator" if p.deleting else ""
-        causes.append(f"{p.name} exited {p.exit_code if p.exit_code is not None else 0} without being asked{told}{by}")
+        causes.append(f"{p.name} exited {p.exit_code if p.exit_code is not None else 0} without being asked{told}")
     if interrupted:
         causes.insert(0, "the rendezvous store was lost")
     return "; ".join(causes)

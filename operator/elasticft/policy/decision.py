@@ -359,7 +359,8 @@ def _cheapest(inp: PolicyInput, params: ThroughputParams, largest: int, spot_usa
         return Decision(*current, f"keep the running spot generation ({hours})")
     # idle, or the running generation lost workers: choose afresh
     if spot_ok and room_for_spot:
-        return spot_config("spot obtainable" if not broken else "preempted, re-forming on spot")
+        return spot_config("preempted, re-forming on spot" if inp.preempted else "re-forming on the spot obtainable"
+                           if broken else "spot obtainable")
     if not inp.on_demand_enabled:
         return Decision(0, 0, f"waiting for spot: on-demand capacity is disabled ({hours})")
     if behind or not room_for_spot:
