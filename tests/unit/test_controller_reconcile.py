@@ -599,25 +599,27 @@ def test_an_unschedulable_worker_is_reported_at_once_with_the_schedulers_reason(
 
 
 def test_an_unschedulable_spot_size_is_remembered_so_the_policy_does_not_flap() -> None:
-    # A spot node that looks free but cannot take the pod (cpu: "1000"): one fewer spot worker is offered
-    # for a while, instead of 1 -> 0 -> 1 at every look.
+    # A spot node that looks free but cannot take the pod (cpu: "1000"). Once could be a busy moment, and
+    # the size is offered again; unschedulable a second time, it is not offered for UNSCHEDULABLE_MEMORY.
     job, _ = running_job(Size(1, 0))
     nodes = [NodeView("spot-1", {"karpenter.sh/capacity-type": "spot"}, True, False)]
-    stuck = worker(1, 0, SPOT, phase="Pending", ready=False, unschedulable=True, node_name=None)
-    later = T0 + timedelta(minutes=1)
-    plan, seen = plan_recording_spot(job, observed([rdzv(), stuck], now=later, nodes=nodes), Size(0, 0))
-    job.status = plan.status
-    assert seen == [0]
-    offered = []
-    for minute in range(2, 10):
-        plan, seen = plan_recording_spot(job, observed([rdzv()], now=T0 + timedelta(minutes=minute), nodes=nodes),
-                                         Size(0, 0))
+
+    def look(at: datetime, pods: list[PodView]) -> list[int | None]:
+        plan, seen = plan_recording_spot(job, observed([rdzv(), *pods], now=at, nodes=nodes), Size(0, 0))
         job.status = plan.status
-        offered += seen
+        return seen
+
+    stuck = worker(1, 0, SPOT, phase="Pending", ready=False, unschedulable=True, node_name=None)
+    assert look(T0 + timedelta(minutes=1), [stuck]) == [0]
+    assert look(T0 + timedelta(minutes=2), []) == [1]  # offered again once
+    again = worker(2, 0, SPOT, phase="Pending", ready=False, unschedulable=True, node_name=None,
+                   created=T0 + timedelta(minutes=3))
+    assert job.status is not None
+    job.status.generation, job.status.launched_generation = 2, 2
+    assert look(T0 + timedelta(minutes=4), [again]) == [0]
+    offered = [seen for minute in range(5, 14) for seen in look(T0 + timedelta(minutes=minute), [])]
     assert offered == [0] * len(offered)
-    plan, seen = plan_recording_spot(job, observed([rdzv()], now=later + timedelta(minutes=11), nodes=nodes),
-                                     Size(0, 0))
-    assert seen == [1]  # tried again once the memory has passed
+    assert look(T0 + timedelta(minutes=15), []) == [1]  # tried again once the memory has passed
 
 
 def test_a_world_counts_as_launched_only_once_its_pods_exist() -> None:

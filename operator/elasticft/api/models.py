@@ -315,6 +315,8 @@ class SpotObservation(ApiModel):
         None, description="Spot workers that could not all be scheduled at once (the scheduler said why), "
         "so fewer are offered to the policy for a while instead of trying this size again and again.")
     unschedulable_since: datetime | None = None
+    unschedulable_strikes: int = Field(0, description="Generations in a row whose spot pods of that size stayed "
+                                       "unschedulable; from 2 on, the size is not offered until the memory passes.")
 
 
 class FineTuneJobStatus(ApiModel):

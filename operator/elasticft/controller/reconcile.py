@@ -53,8 +53,10 @@ from elasticft.controller.status import (
 
 # A spot pod unschedulable this long means the spot pool has no room for it.
 UNSCHEDULABLE_GRACE = timedelta(seconds=15)
-# After spot workers of a size could not all be scheduled, fewer are offered to the policy for this long
-# before that size is tried again: once per period, not a 1→0→1 cycle at every look.
+# Spot workers of a size that could not all be scheduled twice within this long (nodes that look free
+# but cannot take the pod: too small, a selector no node matches) are not offered again until it has
+# passed since the last time: one retry per period, not a 1→0→1 cycle at every look. Once is not enough
+# to remember: a pool busy with other pods for a moment would keep the job off spot for no reason.
 UNSCHEDULABLE_MEMORY = timedelta(minutes=10)
 # Names of the pods already counted as preempted (a pod is seen over several looks), newest last.
 PREEMPTED_PODS_KEPT = 64
@@ -172,20 +174,27 @@ def spot_available(spec: FineTuneJobSpec, status: FineTuneJobStatus, observed: O
     """Spot workers the cluster can take now, as far as can be seen: untainted Ready spot nodes not
     hosting a pod marked for disruption (the pods are read fresh, the node list may be seconds old), or —
     when spot pods of this generation wait unschedulable — only as many as did get scheduled. That size is
-    remembered in status for UNSCHEDULABLE_MEMORY: nodes that look free but cannot take the pod (too
-    small, a selector no node matches) are not offered again at every look."""
+    remembered in status: failing twice within UNSCHEDULABLE_MEMORY, it is not offered again until that
+    long after the last failure."""
     if not spec.capacity.spot.enabled:
         return 0
     now, memory = observed.now, status.spot
+    if memory.unschedulable_since is not None and now - memory.unschedulable_since > UNSCHEDULABLE_MEMORY:
+        memory.unschedulable_workers = memory.unschedulable_since = None
+        memory.unschedulable_strikes = 0
     pods = [p for p in observed.pods if p.role == ROLE_WORKER and p.generation == generation and p.on_spot]
     stuck = [p for p in pods if p.unschedulable and p.created and now - p.created > UNSCHEDULABLE_GRACE]
     if stuck:
         scheduled = sum(1 for p in pods if p.node_name and not p.disrupted)
+        first_created = min(p.created for p in stuck if p.created)
+        if memory.unschedulable_since is None or memory.unschedulable_since < first_created:
+            # a new generation's pods failing, not the same failure seen again
+            same = memory.unschedulable_workers == scheduled + 1
+            memory.unschedulable_strikes = memory.unschedulable_strikes + 1 if same else 1
         memory.unschedulable_workers, memory.unschedulable_since = scheduled + 1, now
         return scheduled
-    if memory.unschedulable_since is not None and now - memory.unschedulable_since > UNSCHEDULABLE_MEMORY:
-        memory.unschedulable_workers = memory.unschedulable_since = None
-    ceiling = memory.unschedulable_workers - 1 if memory.unschedulable_workers is not None else None
+    remembered = memory.unschedulable_workers is not None and memory.unschedulable_strikes >= 2
+    ceiling = memory.unschedulable_workers - 1 if remembered and memory.unschedulable_workers else None
     nodes = matching_nodes(observed.nodes, spec.capacity.spot.node_selector)
     if nodes:
         reclaimed = {p.node_name for p in observed.pods if p.disruption is not None}
