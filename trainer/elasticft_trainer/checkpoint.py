@@ -326,9 +326,11 @@ class CheckpointManager:
             return None
         load_failed = False
         while True:
-            choice = [self._choose_resume_point() if self.is_coordinator else None]
+            # Rank 0's choice, and what it rejected on the way, so that every rank reports the same.
+            choice: list[tuple[str | None, int | None] | None] = [
+                (self._choose_resume_point(), self.last_rejected_step) if self.is_coordinator else None]
             dist.broadcast_object_list(choice, src=0)
-            name = choice[0]
+            name, self.last_rejected_step = choice[0] or (None, None)
             if name is None:
                 if load_failed:
                     raise NoUsableCheckpoint("every committed checkpoint failed to load; restart from step 0")
