@@ -38,6 +38,7 @@ class FakeKube:
         self.refuse = refuse
         self.job = copy.deepcopy(JOB)
         self.created: list[str] = []
+        self.status_writes = 0
         self._lock = threading.Lock()
 
     def list_nodes(self) -> list[dict[str, Any]]:
@@ -56,6 +57,7 @@ class FakeKube:
         if self.conflicts:
             self.conflicts -= 1
             raise Conflict(f"{namespace}/{name} changed meanwhile")
+        self.status_writes += 1
         self.job["status"] = status
 
     def create(self, manifest: dict[str, Any]) -> bool:
@@ -139,3 +141,15 @@ def test_a_refused_pod_create_is_shown_and_retried_without_spending_a_restart(
         for uid, refusal in handlers._refusals.items()})  # the backoff has passed
     handlers.reconcile_job("default", "j")
     assert "j-g1-w0" in fake.created and handlers._refusals == {}
+
+
+def test_a_finished_job_is_left_alone_by_the_timer(fresh_handlers: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeKube()
+    monkeypatch.setattr(handlers, "_kube", fake)
+    handlers.reconcile_job("default", "j")
+    fake.job["status"]["phase"] = "Succeeded"
+    handlers.reconcile_job("default", "j")  # the look that finishes it (completionTime, workers released)
+    writes = fake.status_writes
+    for _ in range(3):
+        handlers.reconcile_job("default", "j")
+    assert fake.status_writes == writes and fake.job["status"]["phase"] == "Succeeded"
