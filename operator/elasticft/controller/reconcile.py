@@ -228,7 +228,7 @@ def _finish(plan: Plan, pods: list[PodView], job: FineTuneJob, now: datetime) ->
 def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan:
     """The whole reconcile decision for one job at one moment (see the module docstring)."""
     plan = _plan(job, observed, decide)
-    if observed.refusal is not None and plan.status.phase not in TERMINAL:
+    if observed.refusal is not None and plan.create and plan.status.phase not in TERMINAL:
         _hold_refused_creates(plan, observed.refusal, observed.now, int(getattr(job.metadata, "generation", 0) or 0))
     return plan
 
