@@ -167,7 +167,7 @@ def measure_checkpoint(work_dir: Path, model_spec: str) -> dict[str, Any]:
     optimizer.step()
     state = TrainState(model, optimizer, frozen_base=False)
     directory = work_dir / f"checkpoint-{model_spec.split(':')[-1]}"
-    manager = CheckpointManager(str(directory), keep=2, async_mode=True)
+    manager = CheckpointManager(str(directory), "bench", keep=2, async_mode=True)
     blocking, overlapped, quiet = [], [], []
     for step in range(1, 8):
         started = time.perf_counter()

@@ -48,7 +48,7 @@ def test_async_save_keeps_the_weights_of_its_step_while_training_continues(
     optimizer.step()
     at_step_1 = {name: tensor.clone() for name, tensor in model.state_dict().items()}
 
-    manager = CheckpointManager(str(tmp_path), keep=2, async_mode=True)
+    manager = CheckpointManager(str(tmp_path), "test-job", keep=2, async_mode=True)
     manager.save(TrainingProgress(step=1, consumed_samples=4), state, blocking=False)
     for _ in range(3):  # the trainer's next steps, as the background write goes on
         optimizer.zero_grad(set_to_none=True)
@@ -60,7 +60,7 @@ def test_async_save_keeps_the_weights_of_its_step_while_training_continues(
     assert (tmp_path / "latest").read_text().strip() == "step-00000001"
 
     fresh_model, _, fresh_state = new_training_state(seed=2)
-    resumed = CheckpointManager(str(tmp_path), keep=2, async_mode=True).load(fresh_state)
+    resumed = CheckpointManager(str(tmp_path), "test-job", keep=2, async_mode=True).load(fresh_state)
     assert resumed is not None and resumed[0].step == 1 and resumed[0].consumed_samples == 4
     loaded = fresh_model.state_dict()
     assert all(torch.equal(loaded[name], tensor) for name, tensor in at_step_1.items())
@@ -69,7 +69,7 @@ def test_async_save_keeps_the_weights_of_its_step_while_training_continues(
 
 def test_background_saves_commit_in_order_and_keep_only_the_newest(world_of_one: None, tmp_path: Path) -> None:
     model, optimizer, state = new_training_state(seed=1)
-    manager = CheckpointManager(str(tmp_path), keep=2, async_mode=True)
+    manager = CheckpointManager(str(tmp_path), "test-job", keep=2, async_mode=True)
     for step in range(1, 6):
         forward_backward(model)
         manager.before_weights_change()

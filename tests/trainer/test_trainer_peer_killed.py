@@ -28,7 +28,7 @@ def test_sigkilled_peer_fails_the_world_but_leaves_a_loadable_latest_checkpoint(
     assert first[0].wait(120) != 0, "the survivor cannot finish a step without its peer"
     assert not first[0].termination_log.exists(), "a failed world must not claim a clean stop"
     latest = checkpoints / (checkpoints / "latest").read_text().strip()
-    assert checkpoint_problem(latest) is None
+    assert checkpoint_problem(latest, "test-job") is None
 
     resumed = cluster.start_agent("g2-w0", rendezvous_store.endpoint, "kill-g2", "1:1")
     assert resumed.wait(120) == 0, resumed.output()[-4000:]

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from kopf import TemporaryError
 from prometheus_client import REGISTRY
 
 from elasticft.controller import handlers
-from elasticft.controller.kube import Conflict
+from elasticft.controller.kube import Conflict, Refused
 
 JOB = {
     "apiVersion": "elasticft.io/v1alpha1", "kind": "FineTuneJob",
@@ -29,10 +31,14 @@ NODE = {"metadata": {"name": "spot-0", "labels": {"karpenter.sh/capacity-type": 
 class FakeKube:
     """Answers like the API server; counts node lists; can refuse status writes as a lost race."""
 
-    def __init__(self, list_delay_s: float = 0.0, conflict: bool = False) -> None:
+    def __init__(self, list_delay_s: float = 0.0, conflicts: int = 0, refuse: str | None = None) -> None:
         self.node_lists = 0
         self.list_delay_s = list_delay_s
-        self.conflict = conflict
+        self.conflicts = conflicts
+        self.refuse = refuse
+        self.job = copy.deepcopy(JOB)
+        self.created: list[str] = []
+        self.status_writes = 0
         self._lock = threading.Lock()
 
     def list_nodes(self) -> list[dict[str, Any]]:
@@ -42,17 +48,26 @@ class FakeKube:
         return [NODE]
 
     def get_job(self, namespace: str, name: str) -> dict[str, Any]:
-        return JOB
+        return copy.deepcopy(self.job)
 
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         return []
 
     def patch_job_status(self, namespace: str, name: str, resource_version: str, status: dict[str, Any]) -> None:
-        if self.conflict:
+        if self.conflicts:
+            self.conflicts -= 1
             raise Conflict(f"{namespace}/{name} changed meanwhile")
+        self.status_writes += 1
+        self.job["status"] = status
 
     def create(self, manifest: dict[str, Any]) -> bool:
+        if self.refuse and manifest["kind"] == "Pod":
+            raise Refused(f"Pod {manifest['metadata']['name']}: {self.refuse}")
+        self.created.append(manifest["metadata"]["name"])
         return True
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        pass
 
 
 @pytest.fixture
@@ -78,8 +93,10 @@ def test_many_reconciles_at_once_list_the_nodes_once(fresh_handlers: None, monke
     assert results == [[NODE]] * 16
 
 
-def test_a_reconcile_that_loses_the_race_is_timed_too(fresh_handlers: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(handlers, "_kube", FakeKube(conflict=True))
+def test_a_reconcile_that_loses_the_race_is_retried_quietly_and_timed_once(
+    fresh_handlers: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(handlers, "_kube", FakeKube(conflicts=10))
 
     def timed() -> float:
         return REGISTRY.get_sample_value("elasticft_operator_reconcile_seconds_count") or 0.0
@@ -88,7 +105,51 @@ def test_a_reconcile_that_loses_the_race_is_timed_too(fresh_handlers: None, monk
         return REGISTRY.get_sample_value("elasticft_operator_reconciles_total", {"outcome": "conflict"}) or 0.0
 
     timed_before, conflicts_before = timed(), conflicts()
-    with pytest.raises(TemporaryError):
-        handlers.reconcile_job("default", "j")
-    assert conflicts() == conflicts_before + 1
+    handlers.reconcile_job("default", "j")  # no exception: kopf would log it as an ERROR
+    assert conflicts() == conflicts_before + handlers.CONFLICT_RETRIES
     assert timed() == timed_before + 1
+
+
+def test_a_conflict_on_the_first_look_is_followed_by_a_fresh_look_that_writes_status(
+    fresh_handlers: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeKube(conflicts=1)
+    monkeypatch.setattr(handlers, "_kube", fake)
+    handlers.reconcile_job("default", "j")
+    assert fake.job["status"]["generation"] == 1
+
+
+def test_a_refused_pod_create_is_shown_and_retried_without_spending_a_restart(
+    fresh_handlers: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeKube(refuse='pods "j-g1-w0" is forbidden: exceeded quota: gpus')
+    monkeypatch.setattr(handlers, "_kube", fake)
+    monkeypatch.setattr(handlers, "_refusals", {})
+    events: list[tuple[str, str]] = []
+    monkeypatch.setattr(handlers.kopf, "event", lambda *a, **kw: events.append((kw["reason"], kw["message"])))
+    for _ in range(4):
+        handlers.reconcile_job("default", "j")
+    status = fake.job["status"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "CreateRefused")
+    assert "exceeded quota: gpus" in ready["message"]
+    assert [r for r, _ in events].count("CreateRefused") == 1
+    assert status["restarts"] == 0 and status["preemptions"] == 0 and status["launchedGeneration"] == 0
+    fake.refuse = None
+    monkeypatch.setattr(handlers, "_refusals", {
+        uid: replace(refusal, retry_at=refusal.retry_at - timedelta(hours=1))
+        for uid, refusal in handlers._refusals.items()})  # the backoff has passed
+    handlers.reconcile_job("default", "j")
+    assert "j-g1-w0" in fake.created and handlers._refusals == {}
+
+
+def test_a_finished_job_is_left_alone_by_the_timer(fresh_handlers: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeKube()
+    monkeypatch.setattr(handlers, "_kube", fake)
+    handlers.reconcile_job("default", "j")
+    fake.job["status"]["phase"] = "Succeeded"
+    handlers.reconcile_job("default", "j")  # the look that finishes it (completionTime, workers released)
+    writes = fake.status_writes
+    for _ in range(3):
+        handlers.reconcile_job("default", "j")
+    assert fake.status_writes == writes and fake.job["status"]["phase"] == "Succeeded"

@@ -13,7 +13,6 @@ from elasticft.controller.builders import JobRef, WorkerPlacement, rendezvous_po
 from elasticft.controller.names import ON_DEMAND, SPOT, worker_name
 from elasticft.controller.observe import NodeView, PodView, TrainerSummary, node_view, pod_view
 from elasticft.controller.reconcile import (
-    READY_DEADLINE,
     Measurement,
     Observed,
     Plan,
@@ -31,6 +30,7 @@ from elasticft_trainer.config import ENV_PREFIX, TrainerConfig, env_name
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 PRICES = Prices(spot_per_hour=1.0, on_demand_per_hour=3.0)
 DEFAULT_SIZE = Size(2, 1)
+READY_TIMEOUT = timedelta(seconds=60)  # elastic.readyTimeout's default
 
 
 def make_job(**spec: Any) -> FineTuneJob:
@@ -110,7 +110,6 @@ def test_workers_are_created_with_placement_env_and_owner() -> None:
     assert env["ELASTICFT_GLOBAL_BATCH_SIZE"] == "12" and env["ELASTICFT_GENERATION"] == "1"
     assert "--nnodes=3:3" in pods[0]["spec"]["containers"][0]["args"]
     assert pods[0]["metadata"]["ownerReferences"][0]["uid"] == "u-1"
-    assert plan.status.launched_generation == 1
 
 
 def test_a_second_look_creates_nothing_twice() -> None:
@@ -469,21 +468,44 @@ SIGTERM_SUMMARY = 'ELASTICFT_SUMMARY {"completed": false, "step": 41, "loss": 2.
     ("Succeeded", 0, SIGTERM_SUMMARY),  # stopped cleanly after its emergency checkpoint
     ("Failed", 137, None),  # SIGKILLed when its grace ran out
 ])
-def test_a_worker_deleted_from_its_spot_node_is_a_preemption_not_a_failure(
-        phase: str, exit_code: int | None, message: str | None) -> None:
+@pytest.mark.parametrize(("index", "capacity", "node"), [(1, SPOT, "spot-a"), (0, ON_DEMAND, "od-1")])
+def test_a_worker_deleted_by_a_user_is_a_preemption_not_a_failure_on_either_capacity(
+        phase: str, exit_code: int | None, message: str | None, index: int, capacity: str, node: str) -> None:
     job, _ = running_job(Size(2, 1))
     manifests = [worker_manifest(1, 0, ON_DEMAND, "od-1"), worker_manifest(1, 1, SPOT, "spot-a"),
                  worker_manifest(1, 2, SPOT, "spot-b")]
-    manifests[1] = deleted(manifests[1], phase, exit_code, message)
+    manifests[index] = deleted(manifests[index], phase, exit_code, message)
     views = [pod_view(m) for m in manifests]
     plan = step(job, observed([rdzv(), *views], now=T0 + timedelta(seconds=40)), Size(1, 1))
     assert plan.status.preemptions == 1 and plan.status.restarts == 0
     assert plan.status.generation == 2 and plan.status.phase == Phase.RECOVERING
     preempted = next(e for e in plan.events if e.reason == "Preempted")
-    assert "ft-g1-w1 on spot-a" in preempted.message and "deleted from its spot node" in preempted.message
+    assert f"ft-g1-w{index} on {node}" in preempted.message
+    assert f"deleted from its {capacity} node, not by the operator" in preempted.message
     assert not any(e.reason in ("WorkerFailed", "WorkersStopped") for e in plan.events)
     # the other workers of the generation are drained; the deleted one is already going
-    assert sorted(plan.delete) == ["ft-g1-w0", "ft-g1-w2"]
+    assert sorted(plan.delete) == sorted(worker_name("ft", 1, i) for i in range(3) if i != index)
+
+
+def test_a_vanished_on_demand_worker_is_a_preemption_like_a_vanished_spot_one() -> None:
+    job, pods = running_job(Size(2, 1))
+    plan = step(job, observed([rdzv(), pods[1], pods[2]], now=T0 + timedelta(seconds=40)), Size(2, 1))
+    assert plan.status.preemptions == 1 and plan.status.restarts == 0
+    preempted = next(e for e in plan.events if e.reason == "Preempted")
+    assert "ft-g1-w0 vanished from on-demand capacity" in preempted.message
+
+
+def test_every_worker_of_a_double_reclaim_counts_once() -> None:
+    job, pods = running_job(Size(2, 0))
+    first = [pods[0], worker(1, 1, SPOT, disruption="DisruptionTarget: TerminationByKubelet")]
+    plan = step(job, observed([rdzv(), *first], now=T0 + timedelta(seconds=40)), Size(1, 0))
+    assert plan.status.preemptions == 1 and plan.status.generation == 2
+    # half a second later the other node is reclaimed too, while generation 1 drains
+    both = [worker(1, 0, SPOT, deleting=True, disruption="node node-0 is being reclaimed"),
+            worker(1, 1, SPOT, deleting=True, disruption="DisruptionTarget: TerminationByKubelet")]
+    for seconds in (40.5, 41, 42):
+        plan = step(job, observed([rdzv(), *both], now=T0 + timedelta(seconds=seconds)), Size(1, 0))
+    assert plan.status.preemptions == 2 and plan.status.restarts == 0
 
 
 def test_workers_the_operator_drains_for_a_rescale_are_not_preemptions() -> None:
@@ -503,15 +525,14 @@ def test_workers_the_operator_drains_for_a_rescale_are_not_preemptions() -> None
 
 def test_a_worker_that_exits_unasked_says_why_the_generation_restarts() -> None:
     job, _ = running_job(Size(2, 1))
-    manifests = [worker_manifest(1, 0, ON_DEMAND, "od-1"), worker_manifest(1, 1, SPOT, "spot-a"),
-                 worker_manifest(1, 2, SPOT, "spot-b")]
-    manifests[0] = deleted(manifests[0], "Succeeded", 0, SIGTERM_SUMMARY)  # someone deleted the on-demand one
-    plan = step(job, observed([rdzv(), *[pod_view(m) for m in manifests]], now=T0 + timedelta(seconds=40)),
-                Size(2, 1))
+    summary = TrainerSummary(completed=False, step=41, loss=2.0, reason="sigterm")
+    exited = worker(1, 0, ON_DEMAND, phase="Succeeded", ready=False, exit_code=0, summary=summary)
+    views = [exited, worker(1, 1, SPOT), worker(1, 2, SPOT)]
+    plan = step(job, observed([rdzv(), *views], now=T0 + timedelta(seconds=40)), Size(2, 1))
     assert plan.status.restarts == 0 and plan.status.preemptions == 0 and plan.status.generation == 2
     stopped = next(e for e in plan.events if e.reason == "WorkersStopped")
     assert "ft-g1-w0 exited 0 without being asked after step 41 (sigterm)" in stopped.message
-    assert "deleted, not by the operator" in stopped.message and stopped.type == "Warning"
+    assert stopped.type == "Warning"
     recovering = next(e for e in plan.events if e.reason == "Recovering")
     assert "ft-g1-w0 exited 0 without being asked" in recovering.message
     ready = next(c for c in plan.status.conditions if c.type == "Ready")
@@ -536,23 +557,98 @@ def test_workers_wait_until_the_rendezvous_store_is_ready() -> None:
     assert [m["metadata"]["name"] for m in plan.create if m["kind"] == "Pod"] == ["ft-g1-w0", "ft-g1-w1", "ft-g1-w2"]
 
 
-def test_a_rendezvous_never_ready_is_reported_once_after_the_deadline() -> None:
+def test_a_rendezvous_never_ready_is_reported_once_after_the_ready_timeout() -> None:
     job = make_job()
     step(job, observed([]))
-    pulling = worker(0, 0, ON_DEMAND, name="ft-rdzv", role="rendezvous", ready=False, phase="Pending",
-                     node_name="od-1", waiting_reason="ImagePullBackOff")
-    late = T0 + READY_DEADLINE + timedelta(seconds=5)
-    plan = step(job, observed([pulling], now=late))
+    unreachable = worker(0, 0, ON_DEMAND, name="ft-rdzv", role="rendezvous", ready=False, node_name="od-1")
+    plan = step(job, observed([unreachable], now=T0 + timedelta(seconds=30)))
+    assert plan.events == []
+    late = T0 + READY_TIMEOUT + timedelta(seconds=5)
+    plan = step(job, observed([unreachable], now=late))
     assert not [m for m in plan.create if m["kind"] == "Pod"]
     event = next(e for e in plan.events if e.reason == "RendezvousNotReady")
     assert event.type == "Warning" and "generation 1" in event.message
-    assert "Pending on od-1 (ImagePullBackOff)" in event.message
+    assert "Running on od-1 (not ready)" in event.message
     ready = next(c for c in plan.status.conditions if c.type == "Ready")
     assert (ready.status, ready.reason) == ("False", "RendezvousNotReady")
-    plan = step(job, observed([pulling], now=late + timedelta(seconds=5)))
+    plan = step(job, observed([unreachable], now=late + timedelta(seconds=5)))
     assert plan.events == []  # said once, not at every look
     plan = step(job, observed([rdzv()], now=late + timedelta(seconds=10)))
     assert len([m for m in plan.create if m["kind"] == "Pod"]) == 3
+
+
+def test_the_ready_timeout_is_the_specs() -> None:
+    job = make_job(elastic={"minWorkers": 1, "maxWorkers": 4, "readyTimeout": "10m"})
+    step(job, observed([]))
+    unreachable = worker(0, 0, ON_DEMAND, name="ft-rdzv", role="rendezvous", ready=False)
+    assert step(job, observed([unreachable], now=T0 + timedelta(minutes=5))).events == []
+    plan = step(job, observed([unreachable], now=T0 + timedelta(minutes=11)))
+    assert [e.reason for e in plan.events] == ["RendezvousNotReady"]
+
+
+def test_a_rendezvous_whose_image_does_not_pull_is_reported_at_once() -> None:
+    job = make_job()
+    step(job, observed([]))
+    pulling = worker(0, 0, ON_DEMAND, name="ft-rdzv", role="rendezvous", ready=False, phase="Pending",
+                     node_name="od-1", waiting_reason="ImagePullBackOff",
+                     waiting_message='Back-off pulling image "ghcr.io/elasticft/trainer:0.1.0"')
+    plan = step(job, observed([pulling], now=T0 + timedelta(seconds=5)))
+    event = next(e for e in plan.events if e.reason == "ContainerCannotStart")
+    assert "ft-rdzv cannot start (ImagePullBackOff: Back-off pulling image" in event.message
+    ready = next(c for c in plan.status.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("False", "ContainerCannotStart")
+
+
+def test_an_unschedulable_worker_is_reported_at_once_with_the_schedulers_reason() -> None:
+    job = make_job()
+    step(job, observed([]), Size(0, 1))
+    step(job, observed([rdzv()]), Size(0, 1))
+    why = "0/5 nodes are available: 5 Insufficient cpu."
+    pending = worker(1, 0, ON_DEMAND, phase="Pending", ready=False, node_name=None, unschedulable=True,
+                     unschedulable_message=why)
+    plan = step(job, observed([rdzv(), pending], now=T0 + timedelta(seconds=8)), Size(0, 1))
+    event = next(e for e in plan.events if e.reason == "Unschedulable")
+    assert event.type == "Warning" and f"ft-g1-w0 cannot be scheduled: {why}" in event.message
+    ready = next(c for c in plan.status.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("False", "Unschedulable")
+
+
+def test_an_unschedulable_spot_size_is_remembered_so_the_policy_does_not_flap() -> None:
+    # A spot node that looks free but cannot take the pod (cpu: "1000"). Once could be a busy moment, and
+    # the size is offered again; unschedulable a second time, it is not offered for UNSCHEDULABLE_MEMORY.
+    job, _ = running_job(Size(1, 0))
+    nodes = [NodeView("spot-1", {"karpenter.sh/capacity-type": "spot"}, True, False)]
+
+    def look(at: datetime, pods: list[PodView]) -> list[int | None]:
+        plan, seen = plan_recording_spot(job, observed([rdzv(), *pods], now=at, nodes=nodes), Size(0, 0))
+        job.status = plan.status
+        return seen
+
+    stuck = worker(1, 0, SPOT, phase="Pending", ready=False, unschedulable=True, node_name=None)
+    assert look(T0 + timedelta(minutes=1), [stuck]) == [0]
+    assert look(T0 + timedelta(minutes=2), []) == [1]  # offered again once
+    again = worker(2, 0, SPOT, phase="Pending", ready=False, unschedulable=True, node_name=None,
+                   created=T0 + timedelta(minutes=3))
+    assert job.status is not None
+    job.status.generation, job.status.launched_generation = 2, 2
+    assert look(T0 + timedelta(minutes=4), [again]) == [0]
+    offered = [seen for minute in range(5, 14) for seen in look(T0 + timedelta(minutes=minute), [])]
+    assert offered == [0] * len(offered)
+    assert look(T0 + timedelta(minutes=15), []) == [1]  # tried again once the memory has passed
+
+
+def test_a_world_counts_as_launched_only_once_its_pods_exist() -> None:
+    job = make_job()
+    step(job, observed([]), Size(0, 1))
+    plan = step(job, observed([rdzv()]), Size(0, 1))
+    assert [m["metadata"]["name"] for m in plan.create if m["kind"] == "Pod"] == ["ft-g1-w0"]
+    assert plan.status.launched_generation == 0
+    # The create was refused, so the pod is not there: it is created again, not counted as lost.
+    plan = step(job, observed([rdzv()], now=T0 + timedelta(seconds=10)), Size(0, 1))
+    assert [m["metadata"]["name"] for m in plan.create if m["kind"] == "Pod"] == ["ft-g1-w0"]
+    assert plan.status.restarts == 0 and plan.status.preemptions == 0
+    plan = step(job, observed([rdzv(), worker(1, 0, ON_DEMAND)], now=T0 + timedelta(seconds=20)), Size(0, 1))
+    assert plan.status.launched_generation == 1 and plan.status.phase == Phase.RUNNING
 
 
 def test_a_generation_that_never_gets_ready_is_reported_after_the_deadline() -> None:
@@ -562,7 +658,7 @@ def test_a_generation_that_never_gets_ready_is_reported_after_the_deadline() -> 
     pods = [worker(1, 0, SPOT), worker(1, 1, SPOT, phase="Running", ready=False, node_name="spot-b")]
     plan = step(job, observed([rdzv(), *pods], now=T0 + timedelta(seconds=30)), Size(2, 0))
     assert plan.events == [] and plan.status.phase == Phase.PENDING
-    late = T0 + READY_DEADLINE + timedelta(seconds=1)
+    late = T0 + READY_TIMEOUT + timedelta(seconds=1)
     plan = step(job, observed([rdzv(), *pods], now=late), Size(2, 0))
     event = next(e for e in plan.events if e.reason == "GenerationNotReady")
     assert event.type == "Warning" and "1/2 workers ready" in event.message
@@ -608,3 +704,34 @@ def test_peering_is_a_choice_of_the_run_command() -> None:
         parse_args(["--standalone", "--peering", "elasticft"])
     with pytest.raises(SystemExit):
         parse_args(["--priority", "10"])
+
+
+def test_a_rejected_checkpoint_is_reported_once_in_an_event_and_in_last_checkpoint() -> None:
+    job, pods = running_job(Size(2, 1))
+    resumed = Measurement(step=50, checkpoint_step=50, checkpoint_rejected_step=141)
+    plan = step(job, observed([rdzv(), *pods], now=T0 + timedelta(seconds=40), measurement=resumed), Size(2, 1))
+    rejected = [e for e in plan.events if e.reason == "CheckpointRejected"]
+    assert len(rejected) == 1 and rejected[0].type == "Warning"
+    assert "step-00000141" in rejected[0].message and "resumed from step 50" in rejected[0].message
+    assert plan.status.last_checkpoint.rejected_step == 141 and plan.status.last_checkpoint.step == 50
+    again = step(job, observed([rdzv(), *pods], now=T0 + timedelta(seconds=45), measurement=resumed), Size(2, 1))
+    assert not [e for e in again.events if e.reason == "CheckpointRejected"]
+
+
+def test_status_step_is_the_step_training_resumed_from() -> None:
+    job, pods = running_job(Size(2, 1))
+    step(job, observed([rdzv(), *pods], now=T0 + timedelta(seconds=40), measurement=Measurement(step=141)),
+         Size(2, 1))
+    plan = step(job, observed([rdzv(), *pods], now=T0 + timedelta(seconds=45),
+                              measurement=Measurement(step=100, checkpoint_step=100)), Size(2, 1))
+    assert plan.status.step == 100 and plan.status.last_checkpoint.step == 100
+
+
+def test_a_resize_after_lowering_max_workers_names_the_spec_change_not_a_preemption() -> None:
+    job, pods = running_job(Size(2, 0))
+    job.spec.elastic.max_workers = 1
+    job.metadata.generation = 2  # type: ignore[attr-defined]
+    plan = plan_reconcile(job, observed([rdzv(), *pods], now=T0 + timedelta(minutes=5)), decide_size)
+    rescaled = next(e for e in plan.events if e.reason == "Rescaled")
+    assert rescaled.message.startswith("scaled 2→1") and "on a spec change (elastic: 1-1 workers)" in rescaled.message
+    assert "preempted" not in rescaled.message and plan.status.preemptions == 0

@@ -89,3 +89,12 @@ def test_jobs_of_more_than_one_worker_are_refused() -> None:
     job = SimJob(work_hours=2.0, deadline_hours=4.0, restart_overhead_hours=0.1, speedup=(0.0, 1.0, 1.9))
     with pytest.raises(ValueError, match="single-worker"):
         known_distribution.policy(job, 3600.0, np.array([1, 0]))
+
+
+def test_a_table_that_would_not_fit_in_memory_is_refused_before_anything_is_allocated() -> None:
+    job = SimJob(48.0, 60.0, 0.2)
+    assert known_distribution.too_large(job, 600.0) is None  # Table 3's traces: a few hundred MiB
+    reason = known_distribution.too_large(job, 195.0)  # the long traces' tick
+    assert reason is not None and "GiB at a 195 s tick" in reason
+    with pytest.raises(ValueError, match="does not fit"):
+        known_distribution.solve(job, 195.0, known_distribution.fit_hazards(np.ones(100, dtype=np.int64)))

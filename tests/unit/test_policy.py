@@ -251,3 +251,13 @@ def test_on_demand_is_not_left_for_spot_that_usually_vanishes_within_a_restart()
     lasting = ((0, 3 * HOUR), (16, 10 * HOUR)) * 2
     back = dataclasses.replace(on_demand, spot_history=lasting)
     assert decide(back).on_demand == 0 and decide(back).spot > 0
+
+
+def test_min_cost_with_spot_disabled_and_a_deadline_runs_on_demand_at_the_size_the_deadline_needs() -> None:
+    inp = job(spot_enabled=False, spot_available=0)
+    decision = decide(inp)
+    params = fit_throughput(inp.throughput_points)
+    assert (decision.spot, decision.on_demand) == (0, on_demand_size(inp, params, 4))
+    assert decision.on_demand >= 1 and "spot disabled" in decision.reason
+    running = decide(dataclasses.replace(inp, current_on_demand=decision.on_demand))
+    assert (running.spot, running.on_demand) == (0, decision.on_demand)

@@ -3,35 +3,42 @@
 Layout under the checkpoint directory::
 
     step-00000120/          torch.distributed.checkpoint files (.metadata, __R_0.distcp)
-        trainer.json        progress + sizes of every file, written once the save completed
+        trainer.json        job, progress, size and xxh3-128 digest of every file, written last
+    rejected-step-00000150/ a checkpoint a load refused, kept for inspection, never tried again
     latest                  "step-00000120", replaced atomically after trainer.json
 
 A step directory is *committed* once `trainer.json` exists; `latest` is written last, so a crash at
-any moment leaves `latest` naming a complete checkpoint. On load, a checkpoint whose files do not
-match the sizes recorded at commit (truncated, partial) is skipped in favour of the previous one.
-DCP stores each tensor by its fully qualified name, so a checkpoint written by W ranks loads into any
-other world size.
+any moment leaves `latest` naming a complete checkpoint. Each rank digests its files while DCP writes
+them (`DigestingFileSystem`, in the writer thread of an async save), and rank 0 records every digest
+at commit. On load, a checkpoint whose files differ from the record (garbled, truncated, partial), that
+another job wrote, or that DCP cannot load into this model (unpicklable, wrong shape, missing key) is
+renamed `rejected-...` and the previous one is tried. DCP stores each tensor by its fully qualified
+name, so a checkpoint written by W ranks loads into any other world size.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 import torch.distributed as dist
+import xxhash
 from torch import nn
 from torch.distributed._state_dict_utils import _copy_state_dict, _create_cpu_state_dict
-from torch.distributed.checkpoint.filesystem import FileSystemReader
+from torch.distributed.checkpoint.api import CheckpointException
+from torch.distributed.checkpoint.filesystem import FileSystem, FileSystemReader, FileSystemWriter
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 from torch.distributed.checkpoint.state_dict_loader import load as load_checkpoint
 from torch.distributed.checkpoint.state_dict_saver import save as save_checkpoint
@@ -41,7 +48,9 @@ log = logging.getLogger(__name__)
 
 LATEST = "latest"
 MANIFEST = "trainer.json"
+REJECTED_PREFIX = "rejected-"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
+_DIGEST_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -56,11 +65,20 @@ class TrainingProgress:
 
 
 @dataclass(frozen=True)
-class Manifest:
-    """Contents of `trainer.json`: the progress and the size of every file at commit time."""
+class FileRecord:
+    """One checkpoint file as written: its size and xxh3-128 hex digest."""
 
+    size: int
+    digest: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Contents of `trainer.json`: which job wrote it, the progress, and every file as written."""
+
+    job: str
     progress: TrainingProgress
-    file_sizes: dict[str, int] = field(default_factory=dict)
+    files: dict[str, FileRecord] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
@@ -70,7 +88,76 @@ class Manifest:
         raw = json.loads(text)
         progress = dict(raw["progress"])
         progress["world_sizes"] = tuple(progress["world_sizes"])
-        return Manifest(TrainingProgress(**progress), {str(k): int(v) for k, v in raw["file_sizes"].items()})
+        files = {str(name): FileRecord(int(record["size"]), str(record["digest"]))
+                 for name, record in raw["files"].items()}
+        return Manifest(str(raw["job"]), TrainingProgress(**progress), files)
+
+
+class _DigestingStream(io.RawIOBase):
+    """A binary file whose every written byte also feeds an xxh3-128 digest."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        super().__init__()
+        self.raw = raw
+        self.digest = xxhash.xxh3_128()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.digest.update(data)
+        written = self.raw.write(data)
+        self.size += written
+        return written
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+
+class DigestingFileSystem(FileSystem):
+    """DCP's local file system, recording the digest of each file it writes (by file name).
+
+    The digest is taken from the bytes on their way to the file, in whatever thread writes them, so a
+    checkpoint is never read back to be hashed and an async save stays off the training thread.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: dict[str, FileRecord] = {}
+
+    @contextmanager
+    def create_stream(self, path: str | os.PathLike[str], mode: str) -> Iterator[io.IOBase]:
+        if "w" not in mode:
+            with super().create_stream(path, mode) as stream:
+                yield stream
+            return
+        with open(path, mode) as raw:
+            stream = _DigestingStream(raw)
+            yield stream
+            raw.flush()
+        self.written[Path(path).name] = FileRecord(stream.size, stream.digest.hexdigest())
+
+    def rename(self, path: str | os.PathLike[str], new_path: str | os.PathLike[str]) -> None:
+        super().rename(path, new_path)
+        record = self.written.pop(Path(path).name, None)
+        if record is not None:
+            self.written[Path(new_path).name] = record
+
+
+def file_digest(path: Path) -> str:
+    """xxh3-128 hex digest of a file's contents, the same as `DigestingFileSystem` records."""
+    digest = xxhash.xxh3_128()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_DIGEST_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def step_dir_name(step: int) -> str:
@@ -93,29 +180,37 @@ def resume_order(step_dir_names: list[str], latest: str | None) -> list[str]:
     return [name for step, name in steps if ceiling is None or (step is not None and step <= ceiling)]
 
 
-def checkpoint_problem(path: Path) -> str | None:
-    """Why the checkpoint at `path` cannot be loaded, or None if it is complete."""
+def checkpoint_problem(path: Path, job: str) -> str | None:
+    """Why the checkpoint at `path` cannot be loaded by `job`, or None if it is as committed."""
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         return "not committed (no trainer.json)"
     try:
         manifest = Manifest.from_json(manifest_path.read_text())
-    except (ValueError, KeyError, TypeError) as error:
-        return f"unreadable trainer.json: {error}"
-    if not manifest.file_sizes:
-        return "manifest lists no files"
-    for name, size in manifest.file_sizes.items():
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        return f"unreadable trainer.json: {error!r}"
+    if manifest.job != job:
+        return f"written by job {manifest.job!r}, not {job!r}"
+    if ".metadata" not in manifest.files:
+        return "manifest lists no .metadata"
+    for name, record in sorted(manifest.files.items()):
         file_path = path / name
         if not file_path.is_file():
             return f"missing {name}"
         actual = file_path.stat().st_size
-        if actual != size:
-            return f"{name} has {actual} bytes, {size} were committed (truncated or partial)"
+        if actual != record.size:
+            return f"{name} has {actual} bytes, {record.size} were committed (truncated or partial)"
+        if file_digest(file_path) != record.digest:
+            return f"{name} does not match its committed checksum (garbled)"
     try:
         FileSystemReader(path).read_metadata()
     except Exception as error:  # any unpickling failure means the same thing: unusable
-        return f"unreadable .metadata: {error}"
+        return f"unreadable .metadata: {error!r}"
     return None
+
+
+class NoUsableCheckpoint(RuntimeError):
+    """Every committed checkpoint failed to load; the process must restart to begin from step 0."""
 
 
 class TrainState(Stateful):
@@ -181,10 +276,17 @@ class CheckpointManager:
     """
 
     def __init__(
-        self, directory: str, keep: int, async_mode: bool, on_blocked: Callable[[float], None] | None = None
+        self,
+        directory: str,
+        job: str,
+        keep: int,
+        async_mode: bool,
+        on_blocked: Callable[[float], None] | None = None,
     ) -> None:
-        """`on_blocked` receives, per save, the seconds training waited for it."""
+        """`job` is recorded in every manifest (a load refuses other jobs' checkpoints); `on_blocked`
+        receives, per save, the seconds training waited for it."""
         self.directory = Path(directory) if directory else None
+        self.job = job
         self.on_blocked = on_blocked
         self.keep = keep
         self.async_mode = async_mode
@@ -197,6 +299,8 @@ class CheckpointManager:
         self._blocked_s = 0.0
         self.last_committed_step: int | None = None
         self.last_save_blocking_s = 0.0
+        # Newest step a load refused in this process (what the operator reports), None if none.
+        self.last_rejected_step: int | None = None
         if self.directory is not None and self.is_coordinator:
             self.directory.mkdir(parents=True, exist_ok=True)
 
@@ -212,42 +316,87 @@ class CheckpointManager:
     def load(self, state: TrainState) -> tuple[TrainingProgress, float] | None:
         """Load the newest usable checkpoint into `state`; (progress, seconds) or None to start fresh.
 
-        Rank 0 chooses and every rank loads the same one, even if their views of the volume differ.
+        Rank 0 chooses and every rank loads the same one, even if their views of the volume differ. A
+        load that fails on any rank rejects that checkpoint (renamed, never tried again) and the
+        previous one is tried. When a load failed and nothing older is left, `state` may hold part of
+        the rejected checkpoint, so this raises `NoUsableCheckpoint` instead of training from it; the
+        next start finds no candidate and begins from step 0.
         """
         if self.directory is None:
             return None
-        choice = [self._choose_resume_point() if self.is_coordinator else None]
-        dist.broadcast_object_list(choice, src=0)
-        name = choice[0]
-        if name is None:
-            return None
-        started = time.perf_counter()
-        path = self.directory / name
-        load_checkpoint({"train": state}, checkpoint_id=path)
-        progress = Manifest.from_json((path / MANIFEST).read_text()).progress
-        self.last_committed_step = progress.step
-        return progress, time.perf_counter() - started
+        load_failed = False
+        while True:
+            # Rank 0's choice, and what it rejected on the way, so that every rank reports the same.
+            choice: list[tuple[str | None, int | None] | None] = [
+                (self._choose_resume_point(), self.last_rejected_step) if self.is_coordinator else None]
+            dist.broadcast_object_list(choice, src=0)
+            name, self.last_rejected_step = choice[0] or (None, None)
+            if name is None:
+                if load_failed:
+                    raise NoUsableCheckpoint("every committed checkpoint failed to load; restart from step 0")
+                return None
+            started = time.perf_counter()
+            path = self.directory / name
+            problem = self._try_load(path, state)
+            if problem is None:
+                progress = Manifest.from_json((path / MANIFEST).read_text()).progress
+                self.last_committed_step = progress.step
+                return progress, time.perf_counter() - started
+            load_failed = True
+            self.last_rejected_step = step_of(name)
+            if self.is_coordinator:
+                self._reject(name, problem)
+
+    def _try_load(self, path: Path, state: TrainState) -> str | None:
+        """Load `path` into `state` on every rank; None if all ranks succeeded, else why not."""
+        problem: str | None = None
+        try:
+            load_checkpoint({"train": state}, checkpoint_id=path, process_group=self.group)
+        # Unpickling, shape, missing key: all mean this checkpoint is unusable. DCP gathers every rank's
+        # error into a CheckpointException, which is a BaseException.
+        except (Exception, CheckpointException) as error:
+            problem = f"load failed: {error!r}"[:500]
+        failed = torch.tensor([0 if problem is None else 1])
+        dist.all_reduce(failed, op=dist.ReduceOp.MAX, group=self.group)
+        if failed.item() and problem is None:
+            problem = "load failed on another rank"
+        return problem
 
     def _choose_resume_point(self) -> str | None:
         assert self.directory is not None
         names = [entry.name for entry in self.directory.iterdir() if entry.is_dir()]
         chosen: str | None = None
         for name in resume_order(names, self._read_latest()):
-            problem = checkpoint_problem(self.directory / name)
+            problem = checkpoint_problem(self.directory / name, self.job)
             if problem is None:
                 chosen = name
                 break
-            log.warning("checkpoint %s is unusable (%s); falling back to the previous one", name, problem)
+            if (self.directory / name / MANIFEST).is_file():
+                self.last_rejected_step = step_of(name)
+                self._reject(name, problem)
+            else:
+                log.warning("checkpoint %s is unusable (%s); falling back to the previous one", name, problem)
         # Anything newer than the resume point is from a future this run will overwrite.
         for name in names:
             step = step_of(name)
-            if step is not None and (chosen is None or step > (step_of(chosen) or 0)):
+            if step is not None and (self.directory / name).is_dir() and (
+                chosen is None or step > (step_of(chosen) or 0)
+            ):
                 log.warning("removing checkpoint %s, newer than the resume point", name)
                 shutil.rmtree(self.directory / name, ignore_errors=True)
         if chosen is not None:
             log.info("resuming from checkpoint %s", self.directory / chosen)
             self._point_latest_to(chosen)
         return chosen
+
+    def _reject(self, name: str, problem: str) -> None:
+        """Rename a committed checkpoint that cannot be loaded, so that no later start tries it again."""
+        assert self.directory is not None
+        log.warning("checkpoint %s is unusable (%s); rejected, falling back to the previous one", name, problem)
+        target = self.directory / (REJECTED_PREFIX + name)
+        shutil.rmtree(target, ignore_errors=True)
+        (self.directory / name).rename(target)
+        _write_durably(target / "rejected.txt", problem + "\n")
 
     def _read_latest(self) -> str | None:
         assert self.directory is not None
@@ -296,9 +445,12 @@ class CheckpointManager:
             raise
         if staged is not None:
             staged.set_result(None)
-        save_checkpoint(state_dict, checkpoint_id=self.directory / step_dir_name(progress.step),
-                        process_group=self.group)
-        self._commit(progress)
+        writer = FileSystemWriter(self.directory / step_dir_name(progress.step))
+        writer.fs = files = DigestingFileSystem()
+        save_checkpoint(state_dict, storage_writer=writer, process_group=self.group)
+        written: list[dict[str, FileRecord]] = [{} for _ in range(dist.get_world_size(self.group))]
+        dist.all_gather_object(written, files.written, group=self.group)
+        self._commit(progress, {name: record for rank_files in written for name, record in rank_files.items()})
 
     def before_weights_change(self) -> None:
         """Call before every optimizer step: waits (rarely) until a background save has its copy."""
@@ -332,15 +484,14 @@ class CheckpointManager:
             time.perf_counter() - pending.started,
         )
 
-    def _commit(self, progress: TrainingProgress) -> None:
+    def _commit(self, progress: TrainingProgress, files: dict[str, FileRecord]) -> None:
         self.last_committed_step = progress.step
         if not self.is_coordinator:
             return
         assert self.directory is not None
         name = step_dir_name(progress.step)
         path = self.directory / name
-        sizes = {entry.name: entry.stat().st_size for entry in path.iterdir() if entry.is_file()}
-        _write_durably(path / MANIFEST, Manifest(progress, sizes).to_json())
+        _write_durably(path / MANIFEST, Manifest(self.job, progress, files).to_json())
         self._point_latest_to(name)
         self._apply_retention()
         log.info("checkpoint committed: %s", path)

@@ -56,6 +56,11 @@ class TrainerMetrics:
             "elasticft_checkpoint_step", "Step of the last committed checkpoint this process knows of (0: none)",
             labels, registry=self.registry,
         ).labels(**values)
+        self.checkpoint_rejected_step = Gauge(
+            "elasticft_checkpoint_rejected_step",
+            "Step of the newest checkpoint this process refused to load (garbled, another job's, ...; 0: none)",
+            labels, registry=self.registry,
+        ).labels(**values)
         self.world_size = Gauge(
             "elasticft_world_size", "Ranks in the current world", labels, registry=self.registry
         ).labels(**values)

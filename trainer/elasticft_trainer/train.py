@@ -165,11 +165,13 @@ def train(config: TrainerConfig, world: World, plan: DevicePlan, stop: StopReque
     state = TrainState(model, optimizer, frozen_base=config.lora_rank > 0)
     checkpoints = CheckpointManager(
         config.checkpoint_dir,
+        config.job_name,
         config.checkpoint_keep,
         config.checkpoint_async,
         on_blocked=metrics.checkpoint_save_seconds.observe,
     )
     resumed = checkpoints.load(state)
+    metrics.checkpoint_rejected_step.set(checkpoints.last_rejected_step or 0)
     progress = TrainingProgress(step=0, consumed_samples=0)
     if resumed is not None:
         progress, load_seconds = resumed

@@ -1,7 +1,8 @@
 """Generate the FineTuneJob CustomResourceDefinition from the pydantic models.
 
 Kubernetes wants a *structural* OpenAPI v3 schema: no `$ref`, no `anyOf` of types, `nullable` instead
-of a null type, boolean `exclusiveMinimum`, `x-kubernetes-int-or-string` for quantities. This module
+of a null type, boolean `exclusiveMinimum`, `x-kubernetes-int-or-string` for quantities, and no
+`patternProperties`/`propertyNames` (map keys are checked by a CEL rule instead). This module
 rewrites pydantic's JSON Schema into that form, so the models stay the only definition of the API.
 Run `elasticft crd --output crds/finetunejobs.elasticft.io.yaml` after changing the models.
 """
@@ -58,7 +59,10 @@ def _structural(node: Schema, defs: Schema) -> Schema:
         nullable = len(options) < len(node["anyOf"])
         rest = {k: v for k, v in node.items() if k != "anyOf"}
         if {o.get("type") for o in options} == {"integer", "string"}:
-            result: Schema = {"x-kubernetes-int-or-string": True}
+            # Each bound applies to its own type only: minimum to integers, pattern to strings.
+            result = {"x-kubernetes-int-or-string": True}
+            for option in options:
+                result.update({k: v for k, v in option.items() if k in ("minimum", "maximum", "pattern")})
             if "description" in rest:
                 result["description"] = rest["description"]
         elif len(options) == 1:
@@ -86,7 +90,25 @@ def _structural(node: Schema, defs: Schema) -> Schema:
             out[key] = value
     if isinstance(node.get("additionalProperties"), dict):
         out["additionalProperties"] = _structural(node["additionalProperties"], defs)
+    if "patternProperties" in node or "propertyNames" in node:
+        out.pop("patternProperties", None)
+        out.pop("propertyNames", None)
+        ((key_pattern, values),) = node.get("patternProperties", {"": {"type": "string"}}).items()
+        out["additionalProperties"] = _structural(values, defs)
+        out["x-kubernetes-validations"] = [_key_rule(key_pattern, node.get("propertyNames", {}))]
     return out
+
+
+def _key_rule(pattern: str, bounds: Schema) -> dict[str, str]:
+    """A CEL rule checking every key of a map, the structural stand-in for `propertyNames`."""
+    checks = [f"k.matches(r'{pattern}')"] if pattern else []
+    if "minLength" in bounds:
+        checks.append(f"size(k) >= {bounds['minLength']}")
+    if "maxLength" in bounds:
+        checks.append(f"size(k) <= {bounds['maxLength']}")
+    return {"rule": f"self.all(k, {' && '.join(checks)})",
+            "message": f"every key must match {pattern} and have {bounds.get('minLength', 0)}-"
+                       f"{bounds.get('maxLength', 'any')} characters"}
 
 
 def _model_schema(model: type[FineTuneJobSpec] | type[FineTuneJobStatus]) -> Schema:

@@ -15,6 +15,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from elasticft.api.durations import Duration
+from elasticft.api.kubernetes import (
+    DnsSubdomain,
+    EnvName,
+    EnvValue,
+    Int64,
+    Labels,
+    LabelValue,
+    QualifiedName,
+    Quantity,
+)
 
 GROUP = "elasticft.io"
 VERSION = "v1alpha1"
@@ -26,10 +36,6 @@ SHORT_NAMES = ["ftj"]
 
 DEFAULT_TRAINER_IMAGE = "ghcr.io/elasticft/trainer:0.1.0"
 BUILTIN_MODEL = "builtin:gpt-tiny"
-
-Quantity = int | str
-"""A Kubernetes resource quantity (`2`, `500m`, `8Gi`)."""
-
 
 class ApiModel(BaseModel):
     """Strict camelCase model: unknown fields are errors, as with `kubectl apply --validate=strict`."""
@@ -73,13 +79,13 @@ class Phase(StrEnum):
 
 
 class EnvVar(ApiModel):
-    name: str = Field(min_length=1, description="Environment variable name.")
-    value: str = Field("", description="Value passed to every worker.")
+    name: EnvName = Field(description="Environment variable name.")
+    value: EnvValue = Field("", description="Value passed to every worker.")
 
 
 class ResourceRequirements(ApiModel):
-    requests: dict[str, Quantity] = Field(default_factory=dict, description="Per-worker requests.")
-    limits: dict[str, Quantity] = Field(default_factory=dict, description="Per-worker limits.")
+    requests: dict[QualifiedName, Quantity] = Field(default_factory=dict, description="Per-worker requests.")
+    limits: dict[QualifiedName, Quantity] = Field(default_factory=dict, description="Per-worker limits.")
 
 
 class LoRA(ApiModel):
@@ -95,9 +101,12 @@ class Elastic(ApiModel):
     min_workers: int = Field(1, ge=1, le=1024, description="Fewest workers the job may run with.")
     max_workers: int = Field(4, ge=1, le=1024, description="Most workers the job may run with.")
     max_restarts: int = Field(
-        3, ge=0, description="Failures (non-zero exits) tolerated; spot preemptions do not count."
+        3, ge=0, le=1_000_000, description="Failures (non-zero exits) tolerated; spot preemptions do not count."
     )
     rescale_cooldown: Duration = Field("2m", description="Least time between two rescales.")
+    ready_timeout: Duration = Field(
+        "60s", description="A world (or its rendezvous) not ready this long after launch is reported stuck: "
+        "condition Ready=False and an event naming what each pod waits for. Nothing is restarted for it.")
 
 
 class Budget(ApiModel):
@@ -119,35 +128,35 @@ class Objective(ApiModel):
 
 
 class Toleration(ApiModel):
-    key: str | None = None
+    key: QualifiedName | None = None
     operator: Literal["Exists", "Equal"] | None = None
-    value: str | None = None
+    value: LabelValue | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    toleration_seconds: int | None = None
+    toleration_seconds: Int64 | None = Field(None, ge=0, description="Only with effect NoExecute.")
 
 
 class CapacityPool(ApiModel):
     enabled: bool = Field(True, description="Whether workers may run on this capacity.")
-    node_selector: dict[str, str] = Field(default_factory=dict, description="Placement labels.")
+    node_selector: Labels = Field(default_factory=dict, description="Placement labels.")
     tolerations: list[Toleration] = Field(default_factory=list)
     price_per_hour: float | None = Field(None, ge=0, description="USD per worker-hour (Static pricing).")
 
 
 class SpotCapacity(CapacityPool):
-    node_selector: dict[str, str] = Field(
+    node_selector: Labels = Field(
         default_factory=lambda: {"karpenter.sh/capacity-type": "spot"}, description="Placement labels."
     )
 
 
 class OnDemandCapacity(CapacityPool):
-    node_selector: dict[str, str] = Field(
+    node_selector: Labels = Field(
         default_factory=lambda: {"karpenter.sh/capacity-type": "on-demand"}, description="Placement labels."
     )
 
 
 class Pricing(ApiModel):
     source: PricingSource = Field(PricingSource.STATIC, description="Static, ConfigMap or Prometheus.")
-    config_map_name: str | None = Field(
+    config_map_name: DnsSubdomain | None = Field(
         None, description="ConfigMap with keys spotPricePerHour and onDemandPricePerHour."
     )
     spot_query: str | None = Field(None, description="PromQL returning the spot price per hour.")
@@ -164,18 +173,20 @@ class CheckpointVolume(ApiModel):
     """Where checkpoints live. With none of claimName, emptyDir, hostPath set, the operator creates a
     ReadWriteMany PersistentVolumeClaim `NAME-checkpoints` of `size` that outlives every worker."""
 
-    claim_name: str | None = Field(None, description="An existing PersistentVolumeClaim shared by all workers.")
+    claim_name: DnsSubdomain | None = Field(
+        None, description="An existing PersistentVolumeClaim shared by all workers.")
     empty_dir: bool = Field(False, description="An emptyDir (tests only: lost with the pod).")
     host_path: str | None = Field(None, description="A node directory (kind clusters with a shared mount).")
     size: Quantity = Field("10Gi", description="Size of the claim the operator creates.")
-    storage_class_name: str | None = Field(None, description="Storage class of the claim the operator creates.")
+    storage_class_name: DnsSubdomain | None = Field(
+        None, description="Storage class of the claim the operator creates.")
 
 
 class Checkpoint(ApiModel):
     volume: CheckpointVolume = Field(default_factory=CheckpointVolume)
-    interval_steps: int | None = Field(100, ge=1, description="Save every N steps.")
-    interval_seconds: int | None = Field(None, ge=1, description="Save at least this often.")
-    keep: int = Field(3, ge=1, description="Checkpoints retained.")
+    interval_steps: Int64 | None = Field(100, ge=1, description="Save every N steps.")
+    interval_seconds: Int64 | None = Field(None, ge=1, description="Save at least this often.")
+    keep: int = Field(3, ge=1, le=1000, description="Checkpoints retained.")
 
 
 class Metrics(ApiModel):
@@ -210,18 +221,18 @@ class FineTuneJobSpec(ApiModel):
     )
     dataset: str | None = Field(None, description="Text file or directory; default: built-in corpus.")
     seq_len: int = Field(64, ge=8, le=32768, description="Tokens per sample.")
-    total_steps: int | None = Field(None, ge=1, description="Optimiser steps to run (or epochs).")
-    epochs: int | None = Field(None, ge=1, description="Passes over the dataset (or totalSteps).")
+    total_steps: Int64 | None = Field(None, ge=1, description="Optimiser steps to run (or epochs).")
+    epochs: Int64 | None = Field(None, ge=1, description="Passes over the dataset (or totalSteps).")
     global_batch_size: int = Field(
-        ge=1, description="Samples per optimiser step, constant whatever the number of workers."
+        ge=1, le=2**31 - 1, description="Samples per optimiser step, constant whatever the number of workers."
     )
     micro_batch_size: int | None = Field(
-        None, ge=1, description="Largest per-process batch; gradient accumulation covers the rest."
+        None, ge=1, le=2**31 - 1, description="Largest per-process batch; gradient accumulation covers the rest."
     )
     learning_rate: float = Field(3e-4, gt=0, le=10)
     lora: LoRA | None = None
     precision: Precision = Precision.FP32
-    seed: int = Field(0, ge=0)
+    seed: Int64 = Field(0, ge=0)
     elastic: Elastic = Field(default_factory=Elastic)
     objective: Objective = Field(default_factory=Objective)
     capacity: Capacity = Field(default_factory=Capacity)
@@ -243,7 +254,7 @@ class ObjectMeta(BaseModel):
         description="Short enough that child names (`NAME-g12-w15`) stay valid DNS labels.",
     )
     namespace: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
@@ -288,6 +299,9 @@ class LastCheckpoint(ApiModel):
     step: int = 0
     time: datetime | None = None
     path: str = ""
+    rejected_step: int = Field(
+        0, description="Newest checkpoint step the trainer refused to load (damaged, or another job's) and set "
+        "aside as rejected-step-N; 0: none.")
 
 
 class SpotRun(ApiModel):
@@ -301,6 +315,12 @@ class SpotObservation(ApiModel):
     available: int | None = None
     since: datetime | None = None
     history: list[SpotRun] = Field(default_factory=list, description="Completed runs, oldest first (capped).")
+    unschedulable_workers: int | None = Field(
+        None, description="Spot workers that could not all be scheduled at once (the scheduler said why), "
+        "so fewer are offered to the policy for a while instead of trying this size again and again.")
+    unschedulable_since: datetime | None = None
+    unschedulable_strikes: int = Field(0, description="Generations in a row whose spot pods of that size stayed "
+                                       "unschedulable; from 2 on, the size is not offered until the memory passes.")
 
 
 class FineTuneJobStatus(ApiModel):
@@ -319,8 +339,11 @@ class FineTuneJobStatus(ApiModel):
     estimated_completion_time: datetime | None = None
     deadline_slack: str | None = Field(None, description="Time to spare at the current rate, e.g. 3h10m.")
     last_checkpoint: LastCheckpoint = Field(default_factory=LastCheckpoint)
-    preemptions: int = 0
-    restarts: int = 0
+    preemptions: int = Field(0, description="Workers taken from outside the job: reclaimed, deleted (not by the "
+                             "operator) or vanished, on either capacity. They never count against maxRestarts.")
+    preempted_pods: list[str] = Field(default_factory=list, description="Pods already counted in preemptions "
+                                      "(the newest 64), so that none is counted twice.")
+    restarts: int = Field(0, description="Worker failures (non-zero exits of the job's own containers).")
     rescales: int = 0
     last_decision: str = ""
     launched_generation: int = Field(0, description="Latest generation whose pods were all created.")

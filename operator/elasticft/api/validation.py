@@ -2,22 +2,37 @@
 
 `validate_document` is pure: the caller passes `now` (the CLI uses the clock, the operator uses the
 object's creationTimestamp so a deadline that passes mid-run does not invalidate a running job).
+
+A document is checked as the API server sees it: as JSON, with JSON's types taken strictly, so a quoted
+`"600"` is not an integer and `"no"` is not a boolean, exactly as the CRD's schema decides.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import reprlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from elasticft.api.models import FineTuneJob, FineTuneJobSpec, PricingSource
+from elasticft.api.durations import format_duration, parse_duration
+from elasticft.api.kubernetes import PATTERN_RULES
+from elasticft.api.models import CapacityPool, FineTuneJob, FineTuneJobSpec, PricingSource
 
 RESERVED_ENV_PREFIX = "ELASTICFT_"
 GPU_RESOURCE = "nvidia.com/gpu"
+# A job shorter than this cannot even start its first world; one longer than this is a typo.
+SHORTEST_JOB_S = 60.0
+LONGEST_DURATION_S = 10 * 366 * 24 * 3600.0
+# More values than any real FineTuneJob holds: a YAML alias bomb expands far past it and is cut short
+# before anything walks, prints or serialises the expansion.
+MOST_DOCUMENT_VALUES = 100_000
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxdict, _SHORT_REPR.maxlist, _SHORT_REPR.maxstring = 2, 4, 4, 50
 
 
 @dataclass(frozen=True)
@@ -40,7 +55,7 @@ def _path(loc: Iterable[int | str]) -> str:
 
 
 def _shown(value: Any) -> str:
-    text = repr(value)
+    text = _SHORT_REPR.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -59,6 +74,8 @@ def _schema_message(error: ErrorDetails) -> str:
     if kind in bounds:
         symbol, key = bounds[kind]
         return f"must be {symbol} {ctx[key]} (got {_shown(error['input'])})"
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") in PATTERN_RULES:
+        return f"{PATTERN_RULES[ctx['pattern']]} (got {_shown(error['input'])})"
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
@@ -67,7 +84,13 @@ def _schema_message(error: ErrorDetails) -> str:
 
 def schema_errors(exc: ValidationError) -> list[FieldError]:
     """The pydantic errors of a document, one FieldError per broken field."""
-    return [FieldError(_path(e["loc"]), _schema_message(e)) for e in exc.errors()]
+    errors = []
+    for error in exc.errors():
+        loc, message = error["loc"], _schema_message(error)
+        if loc and loc[-1] == "[key]":  # a map key, not its value
+            loc, message = loc[:-1], f"key {message}"
+        errors.append(FieldError(_path(loc), message))
+    return errors
 
 
 def feasible_world_sizes(spec: FineTuneJobSpec) -> list[int]:
@@ -119,6 +142,10 @@ def semantic_errors(job: FineTuneJob, now: datetime) -> list[FieldError]:
                 )
 
     objective = spec.objective
+    if objective.max_duration is not None:
+        _check_duration(fail, "objective.maxDuration", objective.max_duration, SHORTEST_JOB_S)
+    _check_duration(fail, "elastic.rescaleCooldown", spec.elastic.rescale_cooldown, 0.0)
+    _check_duration(fail, "elastic.readyTimeout", spec.elastic.ready_timeout, 1.0)
     if objective.deadline is not None and objective.max_duration is not None:
         fail("objective.deadline", "set either deadline or maxDuration, not both")
     if objective.deadline is not None:
@@ -127,6 +154,9 @@ def semantic_errors(job: FineTuneJob, now: datetime) -> list[FieldError]:
             fail("objective.deadline", "must be an RFC 3339 time with a zone, e.g. 2026-12-01T18:00:00Z")
         elif deadline <= now:
             fail("objective.deadline", f"must be in the future (it is {deadline.isoformat()}, now {now.isoformat()})")
+        elif (deadline - now).total_seconds() < SHORTEST_JOB_S:
+            fail("objective.deadline", f"must leave the job at least {format_duration(SHORTEST_JOB_S)} "
+                 f"(it is {deadline.isoformat()}, now {now.isoformat()})")
 
     capacity = spec.capacity
     if not capacity.spot.enabled and not capacity.on_demand.enabled:
@@ -137,6 +167,8 @@ def semantic_errors(job: FineTuneJob, now: datetime) -> list[FieldError]:
         and capacity.spot.node_selector == capacity.on_demand.node_selector
     ):
         fail("capacity.onDemand.nodeSelector", "must differ from spot's, or spot and on-demand cannot be told apart")
+    for pool_name, pool in (("spot", capacity.spot), ("onDemand", capacity.on_demand)):
+        _check_tolerations(fail, f"capacity.{pool_name}", pool)
     pricing = capacity.pricing
     if pricing.source == PricingSource.CONFIG_MAP and not pricing.config_map_name:
         fail("capacity.pricing.configMapName", "required when source is ConfigMap")
@@ -192,16 +224,73 @@ def semantic_errors(job: FineTuneJob, now: datetime) -> list[FieldError]:
     return errors
 
 
+def _holds_more_values(document: object, limit: int) -> bool:
+    """Whether `document`, with aliases expanded, has more than `limit` values; stops at the limit."""
+    pending, seen = [document], 0
+    while pending:
+        value = pending.pop()
+        seen += 1
+        if seen > limit:
+            return True
+        if isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
+
+
+def _timestamp_text(value: object) -> str:
+    """YAML reads unquoted timestamps as dates; kubectl sends them to the API server as text."""
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+def _check_duration(fail: Callable[[str, str], None], path: str, text: str, shortest_s: float) -> None:
+    """A duration between `shortest_s` and ten years (date arithmetic on it then never overflows)."""
+    seconds = parse_duration(text)
+    if seconds < shortest_s:
+        fail(path, f"must be at least {format_duration(shortest_s)} (got {text})")
+    elif seconds > LONGEST_DURATION_S:
+        fail(path, f"must be at most {format_duration(LONGEST_DURATION_S)} (ten years; got {text})")
+
+
+def _check_tolerations(fail: Callable[[str, str], None], path: str, pool: CapacityPool) -> None:
+    """The rules Kubernetes applies to a Pod's tolerations, which these are copied into."""
+    for index, toleration in enumerate(pool.tolerations):
+        where = f"{path}.tolerations[{index}]"
+        if toleration.operator == "Exists" and toleration.value:
+            fail(f"{where}.value", "must be empty when operator is Exists")
+        if not toleration.key and toleration.operator != "Exists":
+            fail(f"{where}.operator", "must be Exists when key is empty")
+        if toleration.toleration_seconds is not None and toleration.effect != "NoExecute":
+            fail(f"{where}.effect", "must be NoExecute when tolerationSeconds is set")
+
+
 def validate_document(document: object, now: datetime) -> tuple[FineTuneJob | None, list[FieldError]]:
     """A parsed FineTuneJob and no errors, or None and every error found (schema first, then
     semantics, which only run on a schema-valid document)."""
+    job, errors = parse_document(document)
+    if job is None:
+        return None, errors
+    errors = semantic_errors(job, now)
+    return (None, errors) if errors else (job, [])
+
+
+def parse_document(document: object) -> tuple[FineTuneJob | None, list[FieldError]]:
+    """The schema stage alone: what the CRD's schema decides, plus the map-key rules it leaves to CEL."""
     if not isinstance(document, dict):
         kind = "empty" if document is None else type(document).__name__
         return None, [FieldError("(document)", f"must be a mapping (a Kubernetes object), got {kind}")]
+    if _holds_more_values(document, MOST_DOCUMENT_VALUES):
+        return None, [FieldError("(document)", f"holds more than {MOST_DOCUMENT_VALUES} values "
+                                 "(YAML aliases expanding?); not a FineTuneJob")]
     try:
-        job = FineTuneJob.model_validate(document)
+        as_json = json.dumps(document, default=_timestamp_text, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return None, [FieldError("(document)", f"cannot be sent to the API server as JSON: {exc}")]
+    try:
+        return FineTuneJob.model_validate_json(as_json, strict=True), []
     except ValidationError as exc:
         return None, schema_errors(exc)
-    errors = semantic_errors(job, now)
-    return (None, errors) if errors else (job, [])
 

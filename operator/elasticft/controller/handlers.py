@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import kopf
@@ -21,10 +21,10 @@ from prometheus_client import Counter, Histogram
 from elasticft.api.models import GROUP, PLURAL, VERSION, FineTuneJob, FineTuneJobStatus
 from elasticft.api.validation import validate_document
 from elasticft.controller.builders import JobRef, checkpoint_claim, needs_rendezvous
-from elasticft.controller.kube import Conflict, Kube, Manifest, pooled_client
+from elasticft.controller.kube import Conflict, Kube, Manifest, Refused, pooled_client
 from elasticft.controller.names import ROLE_WORKER, job_selector, rendezvous_name
 from elasticft.controller.observe import node_view, pod_view
-from elasticft.controller.reconcile import Measurement, Observed, plan_reconcile
+from elasticft.controller.reconcile import CreateRefusal, Measurement, Observed, backoff_s, plan_reconcile
 from elasticft.controller.sizing import decide_size
 from elasticft.controller.status import Prices, condition_is, set_condition
 from elasticft.signals import prometheus as prometheus_source
@@ -38,6 +38,9 @@ RECONCILE_INTERVAL_S = float(os.environ.get("ELASTICFT_RECONCILE_INTERVAL", "5")
 NODE_CACHE_S = 2.0
 # kopf's thread pool for the sync handlers, and as many API connections kept open.
 MAX_WORKERS = 32
+# A look that loses the resourceVersion race (kopf's own annotation patch, a user's edit) re-reads and
+# plans again at once; after this many losses in a row it leaves the job to the next timer.
+CONFLICT_RETRIES = 3
 
 RECONCILES = Counter("elasticft_operator_reconciles", "Reconciles run", ["outcome"])
 RECONCILE_SECONDS = Histogram(
@@ -48,6 +51,7 @@ RECONCILE_SECONDS = Histogram(
 # Soft state only: rates need two readings, and the node list is shared by every job's look.
 _step_rates: dict[str, StepRate] = {}
 _fallbacks: dict[str, str | None] = {}  # per job: why its Prometheus reading was last set aside
+_refusals: dict[str, CreateRefusal] = {}  # per job: the last create refused, until one succeeds
 _nodes_cache: tuple[float, list[Manifest]] | None = None
 _nodes_refresh = threading.Lock()
 _kube: Kube | None = None
@@ -132,7 +136,8 @@ def _measure(job: FineTuneJob, status: FineTuneJobStatus, pods: list[Manifest], 
             rate = _step_rates.setdefault(uid, StepRate(spec.global_batch_size))
             sps = rate.add(status.generation, time.monotonic(), metrics.step)
             return Measurement(step=metrics.step, total_steps=metrics.total_steps, samples_per_second=sps,
-                               loss=metrics.loss, checkpoint_step=metrics.checkpoint_step)
+                               loss=metrics.loss, checkpoint_step=metrics.checkpoint_step,
+                               checkpoint_rejected_step=metrics.checkpoint_rejected_step)
     return from_prometheus
 
 
@@ -171,7 +176,14 @@ def reconcile_job(namespace: str, name: str) -> None:
     """One reconcile at a time per job: kopf runs timers beside event handlers, and two looks at once
     would only make one of them lose the resourceVersion race."""
     with _job_locks[(namespace, name)], RECONCILE_SECONDS.time():
-        _reconcile_job(namespace, name)
+        for _ in range(CONFLICT_RETRIES):
+            try:
+                _reconcile_job(namespace, name)
+                return
+            except Conflict:
+                RECONCILES.labels("conflict").inc()
+        log.info("%s/%s changed under %d looks in a row; the next timer looks again", namespace, name,
+                 CONFLICT_RETRIES)
 
 
 def _reconcile_job(namespace: str, name: str) -> None:
@@ -201,16 +213,13 @@ def _reconcile_job(namespace: str, name: str) -> None:
         rendezvous_host=kube().service_cluster_ip(namespace, rendezvous_name(name)) if needs_rendezvous(job.spec)
         else None,
         has_claim=_claim_exists(job),
+        refusal=_refusals.get(uid),
     )
     plan = plan_reconcile(job, observed, decide_size)
-    try:
+    if plan.status != job.status:  # an unchanged status (a finished job's, say) is not written again
         kube().patch_job_status(namespace, name, raw["metadata"]["resourceVersion"],
                                 plan.status.model_dump(by_alias=True, mode="json"))
-    except Conflict as exc:
-        RECONCILES.labels("conflict").inc()
-        raise kopf.TemporaryError(str(exc), delay=1) from exc
-    for manifest in plan.create:
-        kube().create(manifest)
+    _create(uid, plan.create, now)
     for pod_name in plan.delete:
         kube().delete_pod(namespace, pod_name)
     for event in plan.events:
@@ -218,7 +227,23 @@ def _reconcile_job(namespace: str, name: str) -> None:
     if plan.status.phase in ("Succeeded", "Failed"):
         _step_rates.pop(uid, None)
         _fallbacks.pop(uid, None)
+        _refusals.pop(uid, None)
     RECONCILES.labels("ok").inc()
+
+
+def _create(uid: str, manifests: list[Manifest], now: datetime) -> None:
+    """Create the planned children; a refusal stops this look's creates and is remembered (with its
+    backoff) for the planner to show and retry. Creates that go through clear it."""
+    for manifest in manifests:
+        try:
+            kube().create(manifest)
+        except Refused as refused:
+            attempts = _refusals[uid].attempts + 1 if uid in _refusals else 1
+            _refusals[uid] = CreateRefusal(str(refused), attempts, now + timedelta(seconds=backoff_s(attempts)))
+            log.info("create refused (attempt %d): %s", attempts, refused)
+            return
+    if manifests:
+        _refusals.pop(uid, None)
 
 
 @kopf.on.startup()

@@ -18,6 +18,15 @@ class Conflict(Exception):
     """The object changed since it was read; the caller tries again on its next look."""
 
 
+class Refused(Exception):
+    """The API server refused to create an object (a ResourceQuota, an admission webhook, validation);
+    the message is the server's, prefixed with the object's kind and name."""
+
+
+# Refusals that a retry may get past once something changes (a quota freed, a webhook fixed).
+_REFUSED = (400, 403, 422)
+
+
 def load_config() -> None:
     """In-cluster credentials in a pod, else the current kubeconfig (kind, the sandbox, a laptop)."""
     try:
@@ -114,6 +123,8 @@ class Kube:
         except ApiException as exc:
             if exc.status == 409:
                 return False
+            if exc.status in _REFUSED:
+                raise Refused(f"{manifest['kind']} {manifest['metadata']['name']}: {_server_message(exc)}") from exc
             raise
         return True
 
@@ -124,3 +135,11 @@ class Kube:
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+
+def _server_message(exc: ApiException) -> str:
+    """The Status message of an API error (`exceeded quota: ...`), else its HTTP reason."""
+    try:
+        return str(json.loads(exc.body or "")["message"])
+    except (TypeError, ValueError, KeyError):
+        return f"{exc.status} {exc.reason}"

@@ -75,18 +75,22 @@ class PodView:
     created: datetime | None
     ready_since: datetime | None = None  # when Ready last turned True (for a ready pod)
     waiting_reason: str | None = None  # the container's waiting reason: ImagePullBackOff, CrashLoopBackOff, ...
+    waiting_message: str | None = None  # and the kubelet's message with it
+    unschedulable_message: str | None = None  # the scheduler's: "0/5 nodes are available: ..."
 
     @property
     def preemption(self) -> str | None:
         """Why this pod counts as preempted (not failed), or None: DisruptionTarget, a node tainted for
-        termination, or deletion from a spot node (docs/worlds.md). Deletion needs no check of who deleted:
-        the operator only deletes pods of a generation it has already left (it moves
+        termination, or a deletion (docs/worlds.md). A deletion (a user's `kubectl delete pod`, a drain,
+        the node's loss) is a preemption on spot and on on-demand alike: the job did not fail, its
+        trainer checkpoints on the SIGTERM, and no restart is spent. Deletion needs no check of who
+        deleted: the operator only deletes pods of a generation it has already left (it moves
         `status.generation` on before it drains), or every pod when the job ends or is suspended, and
-        the reconciler counts preemptions among the current generation's pods only."""
+        the reconciler counts deletions among the current generation's pods only."""
         if self.disruption is not None:
             return self.disruption
-        if self.deleting and self.on_spot:
-            return "deleted from its spot node"
+        if self.deleting:
+            return f"deleted from its {self.capacity_type or 'unknown'} node, not by the operator"
         return None
 
     @property
@@ -113,6 +117,9 @@ class PodView:
         if self.terminated:
             return f"{self.phase} (exit {self.exit_code})" if self.exit_code is not None else self.phase
         detail = "Unschedulable" if self.unschedulable else self.waiting_reason
+        explained = self.unschedulable_message if self.unschedulable else self.waiting_message
+        if detail and explained:
+            detail += f": {explained}"
         if self.phase == "Running" and not self.ready:
             detail = "not ready"
         where = f" on {self.node_name}" if self.node_name else ""
@@ -174,6 +181,7 @@ def pod_view(pod: Mapping[str, Any], terminating_nodes: Iterable[str] = ()) -> P
     exit_code: int | None = None
     message: str | None = None
     waiting_reason: str | None = None
+    waiting_message: str | None = None
     for container in status.get("containerStatuses") or []:
         state = container.get("state") or {}
         terminated = state.get("terminated")
@@ -182,6 +190,9 @@ def pod_view(pod: Mapping[str, Any], terminating_nodes: Iterable[str] = ()) -> P
             message = terminated.get("message")
         elif state.get("waiting"):
             waiting_reason = state["waiting"].get("reason")
+            waiting_message = state["waiting"].get("message")
+    unschedulable = bool(scheduled and scheduled.get("status") == "False"
+                         and scheduled.get("reason") == "Unschedulable")
     return PodView(
         name=meta["name"],
         role=labels.get(LABEL_ROLE, ""),
@@ -194,13 +205,14 @@ def pod_view(pod: Mapping[str, Any], terminating_nodes: Iterable[str] = ()) -> P
         node_name=node_name,
         pod_ip=status.get("podIP"),
         disruption=_disruption(_condition(pod, "DisruptionTarget"), node_name, terminating_nodes),
-        unschedulable=bool(scheduled and scheduled.get("status") == "False"
-                           and scheduled.get("reason") == "Unschedulable"),
+        unschedulable=unschedulable,
         exit_code=exit_code,
         summary=TrainerSummary.parse(message),
         created=_timestamp(meta.get("creationTimestamp")),
         ready_since=_timestamp(ready.get("lastTransitionTime")) if ready and is_ready else None,
         waiting_reason=waiting_reason,
+        waiting_message=waiting_message,
+        unschedulable_message=scheduled.get("message") if unschedulable and scheduled else None,
     )
 
 

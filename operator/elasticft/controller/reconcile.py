@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from elasticft.api.durations import parse_duration
 from elasticft.api.models import FineTuneJob, FineTuneJobSpec, FineTuneJobStatus, Phase
 from elasticft.api.validation import feasible_world_sizes
 from elasticft.controller.builders import (
@@ -52,12 +53,16 @@ from elasticft.controller.status import (
 
 # A spot pod unschedulable this long means the spot pool has no room for it.
 UNSCHEDULABLE_GRACE = timedelta(seconds=15)
-# A generation trains within seconds of its pods running (the sandbox: ~10 s from launch to all ready).
-# A store or a world still not ready after this long is stuck on something a user must see: an image
-# that does not pull, a pod nothing can schedule, a store that cannot bind. Workers are never launched
-# before the store serves (they would fail to connect and be counted as failures), so waiting longer
-# costs no restarts; the deadline only makes the wait visible as an Event and the Ready condition.
-READY_DEADLINE = timedelta(seconds=60)
+# Spot workers of a size that could not all be scheduled twice within this long (nodes that look free
+# but cannot take the pod: too small, a selector no node matches) are not offered again until it has
+# passed since the last time: one retry per period, not a 1→0→1 cycle at every look. Once is not enough
+# to remember: a pool busy with other pods for a moment would keep the job off spot for no reason.
+UNSCHEDULABLE_MEMORY = timedelta(minutes=10)
+# Names of the pods already counted as preempted (a pod is seen over several looks), newest last.
+PREEMPTED_PODS_KEPT = 64
+# Waiting reasons after which a container does not start without a change by the user.
+CANNOT_START = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
+                          "CreateContainerError", "RunContainerError", "CrashLoopBackOff"})
 # Failures back off exponentially between generations, capped.
 FAILURE_BACKOFF_BASE_S = 5.0
 FAILURE_BACKOFF_MAX_S = 300.0
@@ -87,6 +92,17 @@ class Measurement:
     samples_per_second: float | None = None
     loss: float | None = None
     checkpoint_step: int | None = None
+    checkpoint_rejected_step: int | None = None
+
+
+@dataclass(frozen=True)
+class CreateRefusal:
+    """The API server refused to create a child (403 from a ResourceQuota or an admission webhook, 422):
+    its message, how many looks in a row were refused, and when the next attempt is due."""
+
+    message: str
+    attempts: int
+    retry_at: datetime
 
 
 @dataclass(frozen=True)
@@ -99,6 +115,7 @@ class Observed:
     prices: Prices
     rendezvous_host: str | None = None  # the rendezvous Service's clusterIP, once it exists
     has_claim: bool = False  # the checkpoint claim the operator creates exists
+    refusal: CreateRefusal | None = None  # the last create the API server refused, until one succeeds
 
 
 @dataclass(frozen=True)
@@ -153,21 +170,37 @@ def _current_size(status: FineTuneJobStatus) -> Size:
     return Size(spot=status.workers.spot, on_demand=status.workers.on_demand)
 
 
-def spot_available(spec: FineTuneJobSpec, observed: Observed, generation: int) -> int | None:
+def spot_available(spec: FineTuneJobSpec, status: FineTuneJobStatus, observed: Observed, generation: int) -> int | None:
     """Spot workers the cluster can take now, as far as can be seen: untainted Ready spot nodes not
     hosting a pod marked for disruption (the pods are read fresh, the node list may be seconds old), or —
-    when spot pods of this generation wait unschedulable — only as many as did get scheduled."""
+    when spot pods of this generation wait unschedulable — only as many as did get scheduled. That size is
+    remembered in status: failing twice within UNSCHEDULABLE_MEMORY, it is not offered again until that
+    long after the last failure."""
     if not spec.capacity.spot.enabled:
         return 0
+    now, memory = observed.now, status.spot
+    if memory.unschedulable_since is not None and now - memory.unschedulable_since > UNSCHEDULABLE_MEMORY:
+        memory.unschedulable_workers = memory.unschedulable_since = None
+        memory.unschedulable_strikes = 0
     pods = [p for p in observed.pods if p.role == ROLE_WORKER and p.generation == generation and p.on_spot]
-    stuck = [p for p in pods if p.unschedulable and p.created and observed.now - p.created > UNSCHEDULABLE_GRACE]
+    stuck = [p for p in pods if p.unschedulable and p.created and now - p.created > UNSCHEDULABLE_GRACE]
     if stuck:
-        return sum(1 for p in pods if p.node_name and not p.disrupted)
+        scheduled = sum(1 for p in pods if p.node_name and not p.disrupted)
+        first_created = min(p.created for p in stuck if p.created)
+        if memory.unschedulable_since is None or memory.unschedulable_since < first_created:
+            # a new generation's pods failing, not the same failure seen again
+            same = memory.unschedulable_workers == scheduled + 1
+            memory.unschedulable_strikes = memory.unschedulable_strikes + 1 if same else 1
+        memory.unschedulable_workers, memory.unschedulable_since = scheduled + 1, now
+        return scheduled
+    remembered = memory.unschedulable_workers is not None and memory.unschedulable_strikes >= 2
+    ceiling = memory.unschedulable_workers - 1 if remembered and memory.unschedulable_workers else None
     nodes = matching_nodes(observed.nodes, spec.capacity.spot.node_selector)
     if nodes:
         reclaimed = {p.node_name for p in observed.pods if p.disruption is not None}
-        return sum(1 for n in nodes if n.ready and not n.terminating and n.name not in reclaimed)
-    return None
+        usable = sum(1 for n in nodes if n.ready and not n.terminating and n.name not in reclaimed)
+        return usable if ceiling is None else min(usable, ceiling)
+    return ceiling
 
 
 def _start_generation(plan: Plan, job: FineTuneJob, size: Size, reason: str, now: datetime, phase: Phase) -> None:
@@ -194,11 +227,30 @@ def _finish(plan: Plan, pods: list[PodView], job: FineTuneJob, now: datetime) ->
 
 def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan:
     """The whole reconcile decision for one job at one moment (see the module docstring)."""
+    plan = _plan(job, observed, decide)
+    if observed.refusal is not None and plan.create and plan.status.phase not in TERMINAL:
+        _hold_refused_creates(plan, observed.refusal, observed.now, int(getattr(job.metadata, "generation", 0) or 0))
+    return plan
+
+
+def _hold_refused_creates(plan: Plan, refusal: CreateRefusal, now: datetime, meta_generation: int) -> None:
+    """A refused create is said (condition and one event) and retried after its backoff. It costs no
+    restart and is no preemption: a world is launched only once all its pods exist."""
+    wait_s = max((refusal.retry_at - now).total_seconds(), 0.0)
+    _stuck_once(plan, "CreateRefused", plan.status.generation,
+                f"the API server refused {refusal.message} ({refusal.attempts} attempt"
+                f"{'s' if refusal.attempts > 1 else ''}; next in {wait_s:.0f} s)", now, meta_generation)
+    if wait_s > 0:
+        plan.create = []
+
+
+def _plan(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan:
     spec = job.spec
     status = (job.status or FineTuneJobStatus()).model_copy(deep=True)
     plan = Plan(status=status)
     now = observed.now
     meta_generation = int(getattr(job.metadata, "generation", 0) or 0)
+    spec_changed = status.observed_generation not in (0, meta_generation)
     status.observed_generation = meta_generation
     set_condition(status, "Valid", True, "SpecValid", "spec passed validation", now, meta_generation)
     ref = JobRef(job.metadata.name, job.metadata.namespace or "default", str(getattr(job.metadata, "uid", "")))
@@ -209,14 +261,16 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
     measurement = observed.measurement
     status.total_steps = spec.total_steps or measurement.total_steps or status.total_steps
     deadline = deadline_of(spec, observed.created)
+    ready_timeout = timedelta(seconds=parse_duration(spec.elastic.ready_timeout))
+
+    # A finished job only loses its leftover pods; its status (cost included) stays as it ended.
+    if status.phase in TERMINAL:
+        _finish(plan, workers + others, job, now)
+        return plan
 
     running = [p for p in workers if p.phase == "Running"]
     accrue_cost(status, now, observed.prices.rate(sum(p.on_spot for p in running),
                                                   sum(not p.on_spot for p in running)))
-
-    if status.phase in TERMINAL:
-        _finish(plan, workers + others, job, now)
-        return plan
 
     # Completion: any worker whose trainer reports all steps done.
     done = [p for p in workers if p.summary and p.summary.completed]
@@ -235,13 +289,7 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
         _finish(plan, workers + others, job, now)
         return plan
 
-    if measurement.step is not None:
-        status.step = max(status.step, measurement.step)
-    if measurement.loss is not None:
-        status.loss = round(measurement.loss, 5)
-    if measurement.checkpoint_step is not None and measurement.checkpoint_step > status.last_checkpoint.step:
-        status.last_checkpoint.step = measurement.checkpoint_step
-        status.last_checkpoint.time = now
+    _record_measurement(plan, measurement, now)
 
     # Suspend: drain everything (the trainer checkpoints on SIGTERM), keep the rendezvous for resume.
     if spec.suspend:
@@ -277,7 +325,7 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
     old = [p for p in workers if p.generation != generation]
     sizes = feasible_world_sizes(spec)
 
-    available = spot_available(spec, observed, generation)
+    available = spot_available(spec, status, observed, generation)
     observe_spot(status, available, now)
 
     def sizing(recent_preemption: bool) -> SizeDecision:
@@ -296,8 +344,14 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
         set_condition(status, "Progressing", True, "Starting", decision.reason, now, meta_generation)
         return plan
 
-    # Old generations drain before the next starts, so its resume sees their emergency checkpoint.
+    # Old generations drain before the next starts, so its resume sees their emergency checkpoint. A
+    # reclaim that hits one of them while it drains is a preemption all the same (the operator's own
+    # deletion of it is not: only a DisruptionTarget or a reclaimed node counts there).
     if old:
+        new = _count_preemptions(status, [p.name for p in old if p.disruption is not None])
+        if new:
+            plan.event("Preempted", "; ".join(f"{p.name} on {p.node_name} preempted while draining ({p.disruption})"
+                                              for p in old if p.name in new), warning=True)
         plan.delete += [p.name for p in old if not p.deleting]
         return plan
 
@@ -306,25 +360,25 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
     present = {p.name for p in current}
     missing = [i for i in range(status.workers.desired) if worker_name(ref.name, generation, i) not in present]
     kinds = [p.capacity_type for p in _placements(generation, _current_size(status))]
-    lost_spot = [worker_name(ref.name, generation, i) for i in missing if launched and kinds[i] == SPOT]
-    lost_on_demand = [worker_name(ref.name, generation, i) for i in missing if launched and kinds[i] == ON_DEMAND]
-    preempted: list[PodView | None] = [p for p in current if p.disrupted]
-    preempted += [None] * len(lost_spot)
+    # A launched pod that is gone was taken from outside the job (reclaimed, deleted, its node lost), on
+    # either capacity: a preemption, as a deleted pod is (PodView.preemption).
+    vanished = {worker_name(ref.name, generation, i): kinds[i] for i in missing if launched}
+    preempted = [p for p in current if p.disrupted]
     failed = [p for p in current if p.failed]
     stopped = [p for p in current if p.terminated and not p.failed and not p.disrupted]
     interrupted = launched and bool(current) and rendezvous_lost
     if interrupted:
         # Workers that lose their store fail; that is the rendezvous' loss, not theirs.
-        failed, lost_on_demand = [], []
+        failed = []
         where = f" on {rdzv.node_name}" if rdzv is not None and rdzv.node_name else ""
         plan.event("RendezvousLost", f"rendezvous pod{where} lost; restarting the world from the emergency "
                    "checkpoint with a new store", warning=True)
 
-    if preempted or failed or lost_on_demand or stopped or interrupted:
-        cause = _cause(preempted, lost_spot, failed, lost_on_demand, stopped, interrupted)
-        if failed or lost_on_demand:
+    if preempted or vanished or failed or stopped or interrupted:
+        cause = _cause(preempted, vanished, failed, stopped, interrupted)
+        if failed:
             status.restarts += 1
-            names = ", ".join([p.name for p in failed] + lost_on_demand)
+            names = ", ".join(p.name for p in failed)
             if status.restarts > spec.elastic.max_restarts:
                 status.phase = Phase.FAILED
                 message = f"worker failures exhausted maxRestarts={spec.elastic.max_restarts} (last: {names})"
@@ -334,20 +388,19 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
                 _finish(plan, workers + others, job, now)
                 return plan
             plan.event("WorkerFailed", f"{names} failed (restart {status.restarts}/{spec.elastic.max_restarts}); "
-                       f"restarting from the latest checkpoint after {_backoff_s(status.restarts):.0f} s",
+                       f"restarting from the latest checkpoint after {backoff_s(status.restarts):.0f} s",
                        warning=True)
-        if preempted:
-            status.preemptions += len(preempted)
-            where = "; ".join([f"{p.name} on {p.node_name} preempted ({p.preemption})" for p in preempted
-                               if p is not None] + [f"{name} vanished from spot capacity" for name in lost_spot])
+        if _count_preemptions(status, [p.name for p in preempted] + list(vanished)):
+            where = "; ".join([f"{p.name} on {p.node_name} preempted ({p.preemption})" for p in preempted]
+                              + [f"{name} vanished from {kind} capacity" for name, kind in vanished.items()])
             plan.event("Preempted", f"{where}; resuming from the emergency checkpoint", warning=True)
-        if stopped and not (preempted or failed or lost_on_demand or interrupted):
+        if stopped and not (preempted or vanished or failed or interrupted):
             plan.event("WorkersStopped", f"{cause}; the generation is restarted without them", warning=True)
-        decision = sizing(recent_preemption=bool(preempted))
+        decision = sizing(recent_preemption=bool(preempted or vanished))
         _start_generation(plan, job, decision.size, decision.reason, now, Phase.RECOVERING)
-        if failed or lost_on_demand:
+        if failed:
             # The next generation starts after the backoff: launch waits for last_rescale_time.
-            status.last_rescale_time = now + timedelta(seconds=_backoff_s(status.restarts))
+            status.last_rescale_time = now + timedelta(seconds=backoff_s(status.restarts))
         status.rescales += 1
         plan.event("Recovering", f"generation {status.generation}: {decision.size} workers after {cause}: "
                    f"{decision.reason}")
@@ -368,19 +421,27 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
             # replaced may still be ready until it is gone; the new one is the one to wait for).
             since = max(t for t in (status.last_rescale_time, rdzv.created if rdzv else None, observed.created)
                         if t is not None)
-            if now - since > READY_DEADLINE:
+            blocked = _why_stuck([rdzv] if rdzv is not None else [])
+            if blocked is not None:
+                _stuck_once(plan, blocked[0], generation, f"{blocked[1]}; the workers wait for the rendezvous",
+                            now, meta_generation)
+            elif now - since > ready_timeout:
                 state = rdzv.describe() if rdzv is not None else "not created yet"
                 _stuck_once(plan, "RendezvousNotReady", generation,
                             f"rendezvous pod {rendezvous_name(ref.name)} not ready after "
                             f"{(now - since).total_seconds():.0f} s ({state}); its workers wait for it", now,
                             meta_generation)
             return plan
+        # The world counts as launched once every pod exists: a create the API refused is retried
+        # (see _hold_refused_creates), never mistaken for a pod that was lost.
         endpoint = f"{observed.rendezvous_host}:{RENDEZVOUS_PORT}" if with_rendezvous else ""
-        plan.create += [worker_pod(ref, spec, placement, endpoint)
-                        for placement in _placements(generation, _current_size(status))
-                        if worker_name(ref.name, generation, placement.index) not in present]
+        to_create = [worker_pod(ref, spec, placement, endpoint)
+                     for placement in _placements(generation, _current_size(status))
+                     if worker_name(ref.name, generation, placement.index) not in present]
+        if to_create:
+            plan.create += to_create
+            return plan
         status.launched_generation = generation
-        return plan
 
     ready = sum(p.ready for p in current)
     status.workers.ready = ready
@@ -390,8 +451,11 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
     # A generation that never got all its workers ready (once Running, readiness does not flap: the
     # trainer's /healthz stays up until it exits, and an exit ends the generation above).
     launched_at = min((p.created for p in current if p.created is not None), default=None)
-    if not all_ready and status.phase != Phase.RUNNING and status.workers.desired > 0 \
-            and launched_at is not None and now - launched_at > READY_DEADLINE:
+    blocked = _why_stuck(current)
+    if not all_ready and status.phase != Phase.RUNNING and blocked is not None:
+        _stuck_once(plan, blocked[0], generation, blocked[1], now, meta_generation)
+    elif not all_ready and status.phase != Phase.RUNNING and status.workers.desired > 0 \
+            and launched_at is not None and now - launched_at > ready_timeout:
         waiting = ", ".join(f"{p.name} {p.describe()}" for p in current if not p.ready)
         _stuck_once(plan, "GenerationNotReady", generation,
                     f"{ready}/{status.workers.desired} workers ready {(now - launched_at).total_seconds():.0f} s "
@@ -422,14 +486,50 @@ def plan_reconcile(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan
         decision = sizing(recent_preemption=False)
         if decision.size != _current_size(status):
             before = _current_size(status)
+            cause = _resize_cause(spec, before, spec_changed, stuck_spot)
             _start_generation(plan, job, decision.size, decision.reason, now, Phase.RESCALING)
             status.rescales += 1
             plan.event("Rescaled", f"scaled {before.total}→{decision.size.total} "
-                       f"({decision.size.spot} spot + {decision.size.on_demand} on-demand): {decision.reason}")
+                       f"({decision.size.spot} spot + {decision.size.on_demand} on-demand) on {cause}: "
+                       f"{decision.reason}")
             plan.delete += [p.name for p in current if not p.deleting]
         else:
             status.last_decision = decision.reason
     return plan
+
+
+def _record_measurement(plan: Plan, measurement: Measurement, now: datetime) -> None:
+    """Step, loss and checkpoints as the workers report them. The step is the workers' own: after a
+    resume it goes back to the step training resumed from, and the steps after it are trained again."""
+    status = plan.status
+    if measurement.step is not None:
+        status.step = measurement.step
+    if measurement.loss is not None:
+        status.loss = round(measurement.loss, 5)
+    if measurement.checkpoint_step is not None and measurement.checkpoint_step != status.last_checkpoint.step:
+        status.last_checkpoint.step = measurement.checkpoint_step
+        status.last_checkpoint.time = now
+    rejected = measurement.checkpoint_rejected_step
+    if rejected and rejected != status.last_checkpoint.rejected_step:
+        status.last_checkpoint.rejected_step = rejected
+        resumed = f"resumed from step {measurement.checkpoint_step}" if measurement.checkpoint_step \
+            else "no earlier checkpoint: training restarts from step 0"
+        plan.event("CheckpointRejected", f"checkpoint step-{rejected:08d} failed verification or did not load "
+                   f"(damaged, or another job's); kept as rejected-step-{rejected:08d} and never tried again; "
+                   f"{resumed}", warning=True)
+
+
+def _why_stuck(pods: list[PodView]) -> tuple[str, str] | None:
+    """(reason, message) when a pod waits on something only the user can change: a scheduler that finds
+    no node for it, or a container that cannot start."""
+    for p in pods:
+        if p.unschedulable and not p.deleting:
+            return "Unschedulable", f"{p.name} cannot be scheduled: {p.unschedulable_message or 'no node fits'}"
+    for p in pods:
+        if p.waiting_reason in CANNOT_START:
+            detail = f": {p.waiting_message}" if p.waiting_message else ""
+            return "ContainerCannotStart", f"{p.name} cannot start ({p.waiting_reason}{detail})"
+    return None
 
 
 def _stuck_once(plan: Plan, reason: str, generation: int, detail: str, now: datetime, meta_generation: int) -> None:
@@ -443,22 +543,40 @@ def _stuck_once(plan: Plan, reason: str, generation: int, detail: str, now: date
         plan.event(reason, prefix + detail, warning=True)
 
 
-def _cause(preempted: list[PodView | None], lost_spot: list[str], failed: list[PodView], lost_on_demand: list[str],
-           stopped: list[PodView], interrupted: bool) -> str:
+def _resize_cause(spec: FineTuneJobSpec, before: Size, spec_changed: bool, stuck_spot: bool) -> str:
+    """What moved a running world to another size (preemptions and failures end worlds as Recovering)."""
+    elastic = spec.elastic
+    if not elastic.min_workers <= before.total <= elastic.max_workers:
+        return f"a spec change (elastic: {elastic.min_workers}-{elastic.max_workers} workers)"
+    if spec_changed:
+        return "a spec change"
+    if stuck_spot:
+        return "unschedulable spot workers"
+    return "the policy's decision"
+
+
+def _count_preemptions(status: FineTuneJobStatus, pod_names: list[str]) -> list[str]:
+    """Count each preempted pod once, however many looks see it; the names counted now."""
+    new = [name for name in dict.fromkeys(pod_names) if name not in status.preempted_pods]
+    status.preemptions += len(new)
+    status.preempted_pods = (status.preempted_pods + new)[-PREEMPTED_PODS_KEPT:]
+    return new
+
+
+def _cause(preempted: list[PodView], vanished: dict[str, str], failed: list[PodView], stopped: list[PodView],
+           interrupted: bool) -> str:
     """Why a generation ended, as a user reads it in the Recovering event and the Ready condition."""
-    causes = [f"{p.name} preempted ({p.preemption})" for p in preempted if p is not None]
-    causes += [f"{name} vanished from spot capacity" for name in lost_spot]
+    causes = [f"{p.name} preempted ({p.preemption})" for p in preempted]
+    causes += [f"{name} vanished from {kind} capacity" for name, kind in vanished.items()]
     causes += [f"{p.name} failed (exit {p.exit_code})" for p in failed]
-    causes += [f"{name} vanished from on-demand capacity" for name in lost_on_demand]
     for p in stopped:
         told = f" after step {p.summary.step} ({p.summary.reason})" if p.summary else ""
-        by = "; it was deleted, not by the operator" if p.deleting else ""
-        causes.append(f"{p.name} exited {p.exit_code if p.exit_code is not None else 0} without being asked{told}{by}")
+        causes.append(f"{p.name} exited {p.exit_code if p.exit_code is not None else 0} without being asked{told}")
     if interrupted:
         causes.insert(0, "the rendezvous store was lost")
     return "; ".join(causes)
 
 
-def _backoff_s(restarts: int) -> float:
+def backoff_s(restarts: int) -> float:
     """5 s, 10 s, 20 s, ... capped at 5 min: a crash-looping job does not hammer the cluster."""
     return min(FAILURE_BACKOFF_BASE_S * float(2 ** max(restarts - 1, 0)), FAILURE_BACKOFF_MAX_S)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from elasticft.api.durations import format_duration, parse_duration
 from elasticft.api.models import Condition, FineTuneJobSpec, FineTuneJobStatus, SpotRun, ThroughputPoint
@@ -12,6 +12,9 @@ from elasticft.api.models import Condition, FineTuneJobSpec, FineTuneJobStatus, 
 SPOT_HISTORY_LIMIT = 64
 # How much a new throughput measurement moves the stored curve point (exponential moving average).
 CURVE_SMOOTHING = 0.5
+# The latest moment status arithmetic produces; a day short of datetime.max so that any time zone
+# conversion of it stays in range. A finish or deadline further out is shown as this.
+LATEST_MOMENT = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -47,13 +50,20 @@ def condition_is(status: FineTuneJobStatus, kind: str, value: str) -> bool:
     return any(c.type == kind and c.status == value for c in status.conditions)
 
 
+def moment_after(moment: datetime, seconds: float) -> datetime:
+    """`moment` + `seconds`, saturating at LATEST_MOMENT instead of overflowing."""
+    if seconds >= (LATEST_MOMENT - moment).total_seconds():
+        return LATEST_MOMENT
+    return moment + timedelta(seconds=seconds)
+
+
 def deadline_of(spec: FineTuneJobSpec, created: datetime) -> datetime | None:
     """The absolute deadline: `deadline`, or creation + `maxDuration`, or none."""
     objective = spec.objective
     if objective.deadline is not None:
         return objective.deadline
     if objective.max_duration is not None:
-        return created + timedelta(seconds=parse_duration(objective.max_duration))
+        return moment_after(created, parse_duration(objective.max_duration))
     return None
 
 
@@ -90,9 +100,10 @@ def update_progress(
     remaining_steps = max(total - status.step, 0)
     steps_per_second = status.throughput.current / spec.global_batch_size
     if steps_per_second > 0 and total:
-        seconds_left = remaining_steps / steps_per_second
+        # Saturated: a rate near zero or a huge step count projects past any date there is.
+        seconds_left = min(remaining_steps / steps_per_second, (LATEST_MOMENT - now).total_seconds())
         status.eta = format_duration(seconds_left)
-        finish = now + timedelta(seconds=seconds_left)
+        finish = moment_after(now, seconds_left)
         status.estimated_completion_time = finish.replace(microsecond=0)
         status.cost.projected_total = round(status.cost.accrued + rate_per_hour * seconds_left / 3600, 4)
         if deadline is not None:

@@ -300,7 +300,8 @@ def _must_fall_back(inp: PolicyInput, params: ThroughputParams, full_size: int) 
 
 def _cheapest(inp: PolicyInput, params: ThroughputParams, largest: int, spot_usable: int,
               broken: bool) -> Decision:
-    """MinCost rules 1-6; the safety net falls back to N = `largest`, other on-demand use is N_od."""
+    """MinCost rules 1-6; the safety net falls back to N = `largest`, other on-demand use is N_od (and with
+    spot disabled, N_od is all there is: it runs from the start rather than waiting for spot)."""
     if inp.seconds_left is None:
         return _without_deadline(inp, params, largest, spot_usable, broken)
     full_size = on_demand_size(inp, params, largest)
@@ -315,6 +316,11 @@ def _cheapest(inp: PolicyInput, params: ThroughputParams, largest: int, spot_usa
         if inp.current_spot == 0 and inp.current_on_demand >= largest:
             return Decision(*current, f"on-demand until the end: {hours}")
         return Decision(0, largest, f"safety net: {hours} leaves no room for another restart; all on-demand")
+    if not inp.spot_enabled:
+        # Nothing to wait for: N_od, the cheapest on-demand size that keeps the deadline's slack.
+        if inp.current_spot == 0 and inp.current_on_demand >= full_size and not broken:
+            return Decision(*current, f"spot disabled: keep {inp.current_on_demand} on-demand ({hours})")
+        return Decision(0, full_size, f"spot disabled: {full_size} on-demand finish by the deadline ({hours})")
     room_for_spot = slack - d >= 2 * d + g
     behind = slack < line
     elastic = largest > max(inp.min_workers, 1) and inp.spot_enabled
@@ -354,7 +360,8 @@ def _cheapest(inp: PolicyInput, params: ThroughputParams, largest: int, spot_usa
         return Decision(*current, f"keep the running spot generation ({hours})")
     # idle, or the running generation lost workers: choose afresh
     if spot_ok and room_for_spot:
-        return spot_config("spot obtainable" if not broken else "preempted, re-forming on spot")
+        return spot_config("preempted, re-forming on spot" if inp.preempted else "re-forming on the spot obtainable"
+                           if broken else "spot obtainable")
     if not inp.on_demand_enabled:
         return Decision(0, 0, f"waiting for spot: on-demand capacity is disabled ({hours})")
     if behind or not room_for_spot:

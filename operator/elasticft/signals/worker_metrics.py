@@ -22,6 +22,7 @@ class WorkerMetrics:
     loss: float | None = None
     world_size: int | None = None
     checkpoint_step: int | None = None
+    checkpoint_rejected_step: int | None = None
 
 
 _GAUGES = {
@@ -31,8 +32,9 @@ _GAUGES = {
     "elasticft_train_loss": "loss",
     "elasticft_world_size": "world_size",
     "elasticft_checkpoint_step": "checkpoint_step",
+    "elasticft_checkpoint_rejected_step": "checkpoint_rejected_step",
 }
-_INTEGER = {"step", "total_steps", "world_size", "checkpoint_step"}
+_INTEGER = {"step", "total_steps", "world_size", "checkpoint_step", "checkpoint_rejected_step"}
 
 
 def parse_worker_metrics(text: str) -> WorkerMetrics:

@@ -45,6 +45,9 @@ MAX_AGE_TICKS = 48
 MAX_UNITS_PER_TICK = 5
 #: Expected cost of missing the deadline: far above any real cost, so the programme never risks it.
 MISSED_DEADLINE_COST = 1e6
+#: The stored action table of one solve (one byte per state and tick) may take this much memory at most;
+#: a finer tick or a longer job is refused (`too_large`) rather than run out of memory.
+MAX_TABLE_BYTES = 1 << 30
 
 #: Configurations by action index: idle, one spot worker, one on-demand worker.
 ACTIONS: tuple[Config, ...] = (IDLE, (1, 0), (0, 1))
@@ -124,16 +127,48 @@ def units_per_tick(job: SimJob, gap_hours: float) -> int:
     return MAX_UNITS_PER_TICK
 
 
+@dataclass(frozen=True)
+class _Grid:
+    """The programme's discretisation: ticks to the deadline, units per tick, the restart and the work in
+    units, and the restart still owed that a state can hold."""
+
+    ticks: int
+    sub: int
+    restart: int
+    total: int
+    owed_states: list[int]
+
+    def table_bytes(self, ages: int) -> int:
+        return (self.ticks + 1) * len(ACTIONS) * len(self.owed_states) * 2 * (self.total + 1) * ages
+
+
+def _grid(job: SimJob, g: float) -> _Grid:
+    sub = units_per_tick(job, g)
+    restart = round(job.restart_overhead_hours / g * sub)
+    owed = sorted({0} | {restart - j * sub for j in range(1, restart // sub + 1) if restart - j * sub > 0})
+    return _Grid(math.floor(job.deadline_hours / g + 1e-9), sub, restart,
+                 math.ceil(job.work_hours / g * sub - 1e-6), owed)
+
+
+def too_large(job: SimJob, gap_seconds: float, max_age: int = MAX_AGE_TICKS) -> str | None:
+    """Why `solve` would not fit in MAX_TABLE_BYTES for this job and tick, or None if it fits."""
+    needed = _grid(job, gap_seconds / 3600.0).table_bytes(max_age)
+    if needed <= MAX_TABLE_BYTES:
+        return None
+    return (f"its action table would take {needed / 2**30:.1f} GiB at a {gap_seconds:.0f} s tick "
+            f"(limit {MAX_TABLE_BYTES / 2**30:.0f} GiB)")
+
+
 def solve(job: SimJob, gap_seconds: float, hazards: Hazards) -> KnownDistributionPolicy:
     """Backward induction of the module docstring for a single-worker job."""
     if job.max_workers != 1:
         raise ValueError("the known-distribution reference is for single-worker jobs")
     g = gap_seconds / 3600.0
-    ticks = math.floor(job.deadline_hours / g + 1e-9)
-    sub = units_per_tick(job, g)
-    restart = round(job.restart_overhead_hours / g * sub)
-    total = math.ceil(job.work_hours / g * sub - 1e-6)
-    owed_states = sorted({0} | {restart - j * sub for j in range(1, restart // sub + 1) if restart - j * sub > 0})
+    grid = _grid(job, g)
+    refused = too_large(job, gap_seconds, hazards.max_age)
+    if refused is not None:
+        raise ValueError(f"the known-distribution reference does not fit: {refused}")
+    ticks, sub, restart, total, owed_states = grid.ticks, grid.sub, grid.restart, grid.total, grid.owed_states
     owed_index = {owed: i for i, owed in enumerate(owed_states)}
     ages = hazards.max_age
     older = np.minimum(np.arange(ages) + 1, ages - 1)
