@@ -157,9 +157,10 @@ def validate(obj: dict[str, Any], resource: ResourceType, old: dict[str, Any] | 
         return
     errors = sorted(_validator(resource.schema).iter_errors(obj), key=lambda e: list(e.absolute_path))
     causes = [_cause(e) for e in errors]
-    body = {k: v for k, v in obj.items() if k != "metadata"}
-    old_body = None if old is None else {k: v for k, v in old.items() if k != "metadata"}
-    causes += cel.rule_violations(body, resource.schema, old_body)
+    if not causes:  # rules are written for values of the schema's types: a mistyped value is refused first
+        body = {k: v for k, v in obj.items() if k != "metadata"}
+        old_body = None if old is None else {k: v for k, v in old.items() if k != "metadata"}
+        causes += cel.rule_violations(body, resource.schema, old_body)
     if causes:
         raise invalid(resource.kind, obj["metadata"].get("name", ""), causes, resource.group)
 
