@@ -14,9 +14,11 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from elasticft.api.models import FineTuneJob, FineTuneJobSpec, PricingSource
+from elasticft.api.models import FineTuneJob, FineTuneJobSpec, PricingSource, Task
 
 RESERVED_ENV_PREFIX = "ELASTICFT_"
+#: A model or dataset shipped inside an installed Python package (the trainer reads its files offline).
+PACKAGE_PREFIX = "package:"
 GPU_RESOURCE = "nvidia.com/gpu"
 
 
@@ -94,6 +96,13 @@ def semantic_errors(job: FineTuneJob, now: datetime) -> list[FieldError]:
 
     def fail(path: str, message: str) -> None:
         errors.append(FieldError(f"spec.{path}", message))
+
+    if (spec.task == Task.CLASSIFICATION) != (spec.classification is not None):
+        fail("classification", "set it exactly when task is classification")
+    for name, reference in (("model", spec.model), ("dataset", spec.dataset or "")):
+        module = reference.removeprefix(PACKAGE_PREFIX).partition("/")[0]
+        if reference.startswith(PACKAGE_PREFIX) and not module.isidentifier():
+            fail(name, f"package:MODULE[/PATH] needs an importable module name (got {module!r})")
 
     elastic = spec.elastic
     if elastic.min_workers > elastic.max_workers:
