@@ -11,6 +11,7 @@ trainer sees and `eval_fraction` held-out rows it never trains on; `evaluate` sc
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from typing import Literal
 
@@ -55,7 +56,7 @@ def read_labelled_rows(config: TrainerConfig) -> tuple[list[str], list[int]]:
     """Texts and class indices of the rows whose label is one of `config.labels`, in file order."""
     path = packaged_path(config.dataset)
     classes = {name: index for index, name in enumerate(config.label_list)}
-    reader = csv.DictReader(path.read_bytes().decode("utf-8", errors="replace").splitlines())
+    reader = csv.DictReader(io.StringIO(path.read_bytes().decode("utf-8", errors="replace"), newline=""))
     missing = {config.text_column, config.label_column} - set(reader.fieldnames or [])
     if missing:
         raise ValueError(f"{config.dataset}: no column {sorted(missing)}; columns are {reader.fieldnames}")
