@@ -1,15 +1,20 @@
-"""`elasticft sandbox run JOB.yaml`: a real fine-tune through a spot reclaim and a scale-up, on one machine.
+"""`elasticft sandbox run JOB.yaml`: a real fine-tune that rescales on a real spot trace, on one machine.
 
 It starts the sandbox (API, scheduler, process kubelet, node pools), installs the CRD and runs the
 operator (`elasticft run`), applies the job with the real kubectl, and shows a live status line.
-On the way it does what a spot market does: reclaims the node of a spot worker once the job is a
-third done, and brings spot capacity back at two thirds so the policy may scale up. At the end it
-prints what happened and leaves the checkpoints in the state directory.
+The spot pool replays a real availability trace, time-compressed (`pools/demo.yaml`): capacity comes
+and goes, spot nodes are reclaimed under running workers, and the operator sizes the job from what
+it measures. Every node carries a simulated accelerator (`elasticft_trainer.simulated_device`): the
+samples/s are *simulated device time*, never a GPU figure. At the end it prints what happened (the
+world-size timeline with its reasons, the fitted throughput curve beside the device's true one, the
+cost against all on-demand and against a fixed gang under uniform progress on the same window, from
+the simulator), writes a PNG beside the checkpoints and leaves the checkpoints in the state directory.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
 import shutil
@@ -25,30 +30,51 @@ from typing import Any, TextIO
 
 import yaml
 
+from elasticft.api.models import FineTuneJobSpec
+from elasticft.controller.sizing import prior_params
+from elasticft.controller.status import Prices, deadline_of
+from elasticft.policy.throughput import fit_throughput, predict_throughput
 from elasticft_sandbox.cluster import Job, LocalCluster, phase
+from elasticft_sandbox.nodepools import POOLS_DIR, PoolsConfig, load_pools
+from elasticft_sandbox.plot import plot_run
+from elasticft_sandbox.prediction import device_curve, predict
 
-DEMO_POOLS: dict[str, Any] = {
-    "seconds_per_tick": 5,
-    "reclaim_notice_s": 5,
-    "pools": [
-        {"name": "spot", "capacity_type": "spot", "nodes": 2, "gpus_per_node": 1, "price_per_hour": 0.918,
-         "labels": {"karpenter.sh/capacity-type": "spot", "eks.amazonaws.com/capacityType": "SPOT"},
-         "taints": [{"key": "elasticft.io/spot", "value": "true", "effect": "NoSchedule"}]},
-        {"name": "on-demand", "capacity_type": "on-demand", "nodes": 2, "gpus_per_node": 1, "price_per_hour": 3.06,
-         "labels": {"karpenter.sh/capacity-type": "on-demand", "eks.amazonaws.com/capacityType": "ON_DEMAND"}},
-    ],
-}
-RECLAIM_AT = 1 / 3
-SPOT_BACK_AT = 2 / 3
-SPOT_BACK_NODES = 2
+DEMO_POOLS_FILE = POOLS_DIR / "demo.yaml"
 _STOPPING = re.compile(r"stopping after step (\d+)")
 _RESUMED = re.compile(r"resumed at step (\d+)")
 _PROGRESS = re.compile(r"INFO elasticft_trainer: step (\d+)/\d+ loss")
 _SUMMARY = re.compile(r"ELASTICFT_SUMMARY (\{.*\})")
+_TRAINABLE = re.compile(r"model \S+: (\d+) trainable of")
 # Timestamps of the trainer's own lines (logging's asctime, local time) and of torchrun's (glog style).
 _TRAINER_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) rank=\d+ ", re.MULTILINE)
 _SIGTERM = re.compile(r"^(?:(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*SIGTERM received"
                       r"|[WI](\d{4}) (\d\d:\d\d:\d\d\.\d+) .*Received 15 death signal)", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class WorldSize:
+    """One generation of the run: when it was decided, its size by capacity type, and why."""
+
+    t_s: float
+    generation: int
+    spot: int
+    on_demand: int
+    reason: str
+
+    @property
+    def workers(self) -> int:
+        return self.spot + self.on_demand
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What the demo saw of the job at one moment (for the plot)."""
+
+    t_s: float
+    spot: int
+    on_demand: int
+    step: int
+    cost: float
 
 
 @dataclass
@@ -70,15 +96,55 @@ class DemoReport:
     initial_loss: float | None = None
     final_loss: float | None = None
     checkpoint_dir: str = ""
+    deadline_met: bool = False
+    job_seconds: float = 0.0
+    deadline_seconds: float | None = None
+    world_sizes: list[WorldSize] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    restart_overhead_s: float = 0.0
+    device: str = ""
+    #: samples/s by world size: what the operator fitted to its measurements, and the device's truth
+    fitted_curve: dict[int, float] = field(default_factory=dict)
+    true_curve: dict[int, float] = field(default_factory=dict)
+    measured_sizes: list[int] = field(default_factory=list)
+    #: the simulator on the same window: the operator's sizing, all on-demand, a gang under uniform progress
+    predicted_cost: float | None = None
+    predicted_seconds: float | None = None
+    on_demand_cost: float | None = None
+    gang_up_cost: float | None = None
+    gang_size: int = 0
+    plot: str = ""
 
     @property
     def median_resume_s(self) -> float | None:
         return statistics.median(self.sigterm_to_resumed_s) if self.sigterm_to_resumed_s else None
 
+    @property
+    def max_world_size(self) -> int:
+        return max((w.workers for w in self.world_sizes), default=0)
+
+    @property
+    def grows(self) -> int:
+        return sum(1 for a, b in itertools.pairwise(self.world_sizes) if b.workers > a.workers > 0)
+
+    @property
+    def shrinks(self) -> int:
+        return sum(1 for a, b in itertools.pairwise(self.world_sizes) if 0 < b.workers < a.workers)
+
+    @property
+    def fit_error(self) -> float | None:
+        """The largest |fitted - true| / true at the sizes measured."""
+        errors = [abs(self.fitted_curve[n] - self.true_curve[n]) / self.true_curve[n]
+                  for n in self.measured_sizes if n in self.fitted_curve and n in self.true_curve]
+        return round(max(errors), 4) if errors else None
+
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
+        del data["samples"]
         data["sigterm_to_resumed_s"] = self.median_resume_s
         data["sigterm_to_resumed_s_each"] = self.sigterm_to_resumed_s
+        data.update(max_world_size=self.max_world_size, grows=self.grows, shrinks=self.shrinks,
+                    fit_error=self.fit_error)
         return data
 
 
@@ -176,8 +242,9 @@ def _api_time(value: str | None) -> float | None:
 
 
 def run_demo(job_file: Path, state_dir: Path, out: TextIO = sys.stdout, timeout_s: float = 900,
-             scripted_events: bool = True) -> DemoReport:
-    """Run the job end to end in a fresh sandbox and report; raises TimeoutError past timeout_s."""
+             pools_file: Path = DEMO_POOLS_FILE) -> DemoReport:
+    """Run the job end to end in a fresh sandbox on `pools_file` and report; raises TimeoutError past
+    timeout_s."""
     document = yaml.safe_load(job_file.read_text())
     name = document["metadata"]["name"]
     namespace = document["metadata"].get("namespace", "default")
@@ -185,52 +252,12 @@ def run_demo(job_file: Path, state_dir: Path, out: TextIO = sys.stdout, timeout_
     _set_aside_previous_run(state_dir, out)
     state_dir.mkdir(parents=True, exist_ok=True)
     pools = state_dir / "pools.yaml"
-    pools.write_text(yaml.safe_dump(DEMO_POOLS))
+    shutil.copyfile(pools_file, pools)
     started = time.monotonic()
     with LocalCluster(state_dir, pools) as cluster:
         print(f"sandbox up: export KUBECONFIG={cluster.kubeconfig}", file=out)
         print(cluster.kubectl("apply", "-f", str(job_file)).strip(), file=out)
-        reclaimed_at: float | None = None
-        notice_wall = 0.0
-        reclaimed_generation = 0
-        spot_back = False
-        last_line = ""
-        job: Job | None = None
-        while time.monotonic() - started < timeout_s:
-            job = cluster.get_job(namespace, name)
-            status = (job or {}).get("status") or {}
-            elapsed = time.monotonic() - started
-            line = status_line(job, elapsed)
-            # Print on every change of phase, size or step, but not for the cost ticking alone.
-            if line.split("$")[0][9:] != last_line.split("$")[0][9:]:
-                print(line, file=out, flush=True)
-                last_line = line
-            if phase(job) in ("Succeeded", "Failed"):
-                break
-            total = status.get("totalSteps") or 0
-            done = status.get("step", 0) / total if total else 0.0
-            if scripted_events and reclaimed_at is None and done >= RECLAIM_AT and phase(job) == "Running":
-                node = _spot_worker_node(cluster, namespace, name)
-                if node:
-                    print(f"*** spot reclaim of {node} (notice {DEMO_POOLS['reclaim_notice_s']} s)", file=out)
-                    cluster.sandbox.reclaim(node)
-                    reclaimed_at, notice_wall = time.monotonic(), time.time()
-                    reclaimed_generation = int(status.get("generation", 0))
-            if reclaimed_at is not None and not report.sigterm_to_resumed_s and phase(job) == "Running" \
-                    and int(status.get("generation", 0)) > reclaimed_generation:
-                report.sigterm_to_resumed_s.append(round(time.monotonic() - reclaimed_at, 1))
-                next_pods = cluster.pods(namespace, f"elasticft.io/job={name},elasticft.io/role=worker,"
-                                         f"elasticft.io/generation={status.get('generation')}")
-                report.resume_timeline = _resume_timeline(
-                    cluster.sandbox.logs_dir, namespace, name, reclaimed_generation, notice_wall, next_pods)
-                report.resume_timeline["running_seen"] = round(time.time() - notice_wall, 2)
-            if scripted_events and not spot_back and done >= SPOT_BACK_AT and reclaimed_at is not None:
-                nodes = cluster.sandbox.add_nodes("spot", SPOT_BACK_NODES)
-                print(f"*** spot capacity back: {', '.join(nodes)}", file=out)
-                spot_back = True
-            time.sleep(1)
-        else:
-            raise TimeoutError(f"{name} did not finish within {timeout_s:.0f} s")
+        job = _follow(cluster, namespace, name, report, started, timeout_s, out)
         status = (job or {}).get("status") or {}
         report.phase = phase(job)
         report.wall_s = round(time.monotonic() - started, 1)
@@ -240,8 +267,11 @@ def run_demo(job_file: Path, state_dir: Path, out: TextIO = sys.stdout, timeout_
         report.generations = int(status.get("generation", 0))
         report.cost = round(float((status.get("cost") or {}).get("accrued", 0.0)), 4)
         report.final_loss = status.get("loss")
+        report.restart_overhead_s = float(status.get("restartOverheadSeconds") or 0.0)
         report.steps_lost, report.initial_loss = _log_facts(cluster.sandbox.logs_dir, namespace, name)
         report.checkpoint_dir = str(state_dir / "volumes")
+        _judge_deadline(report, job)
+        _compare_with_simulator(report, job, load_pools(pools), cluster.sandbox.logs_dir / namespace)
         events = cluster.kubectl("get", "events", "-n", namespace, "--field-selector",
                                  f"involvedObject.name={name}", "-o", "json")
         print("\nevents:", file=out)
@@ -249,8 +279,113 @@ def run_demo(job_file: Path, state_dir: Path, out: TextIO = sys.stdout, timeout_
         items.sort(key=lambda e: e.get("eventTime") or e.get("firstTimestamp") or e.get("lastTimestamp") or "")
         for event in items:
             print(f"  {event['reason']:<10} {event['message']}", file=out)
+    report.plot = str(plot_run(report, state_dir / "volumes" / f"{name}-run.png"))
     print_summary(report, out)
     return report
+
+
+def _follow(cluster: LocalCluster, namespace: str, name: str, report: DemoReport, started: float,
+            timeout_s: float, out: TextIO) -> Job | None:
+    """Poll the job once a second until it ends: the live line, the world sizes and the first reclaim's
+    notice -> training-again interval."""
+    last_line = ""
+    notice: tuple[int, float] | None = None  # (generation reclaimed, wall time of the notice)
+    selector = f"elasticft.io/job={name},elasticft.io/role=worker"
+    while time.monotonic() - started < timeout_s:
+        job = cluster.get_job(namespace, name)
+        status = (job or {}).get("status") or {}
+        elapsed = time.monotonic() - started
+        line = status_line(job, elapsed)
+        # Print on every change of phase, size or step, but not for the cost ticking alone.
+        if line.split("$")[0][9:] != last_line.split("$")[0][9:]:
+            print(line, file=out, flush=True)
+            last_line = line
+        _record(report, status, elapsed)
+        if phase(job) in ("Succeeded", "Failed"):
+            return job
+        generation = int(status.get("generation", 0))
+        if notice is None:
+            notice = _reclaim_notice(cluster.pods(namespace, selector), out)
+        elif not report.sigterm_to_resumed_s and phase(job) == "Running" and generation > notice[0]:
+            report.sigterm_to_resumed_s.append(round(time.time() - notice[1], 1))
+            next_pods = cluster.pods(namespace, f"{selector},elasticft.io/generation={generation}")
+            report.resume_timeline = _resume_timeline(
+                cluster.sandbox.logs_dir, namespace, name, notice[0], notice[1], next_pods)
+            report.resume_timeline["running_seen"] = round(time.time() - notice[1], 2)
+        time.sleep(1)
+    raise TimeoutError(f"{name} did not finish within {timeout_s:.0f} s")
+
+
+def _record(report: DemoReport, status: dict[str, Any], elapsed: float) -> None:
+    """A sample for the plot, and a world-size entry whenever a new generation was decided."""
+    workers = status.get("workers") or {}
+    report.samples.append(Sample(round(elapsed, 1), int(workers.get("spot", 0)), int(workers.get("onDemand", 0)),
+                                 int(status.get("step", 0)), float((status.get("cost") or {}).get("accrued", 0.0))))
+    generation = int(status.get("generation", 0))
+    if generation and (not report.world_sizes or report.world_sizes[-1].generation != generation):
+        report.world_sizes.append(WorldSize(round(elapsed, 1), generation, int(workers.get("spot", 0)),
+                                            int(workers.get("onDemand", 0)), str(status.get("lastDecision", ""))))
+
+
+def _reclaim_notice(pods: list[Job], out: TextIO) -> tuple[int, float] | None:
+    """The first reclaim notice (DisruptionTarget) on a worker: its generation and when it came."""
+    for pod in pods:
+        for condition in (pod.get("status") or {}).get("conditions") or []:
+            if condition.get("type") == "DisruptionTarget" and condition.get("status") == "True":
+                print(f"*** spot reclaim of {pod['spec'].get('nodeName')} under {pod['metadata']['name']} "
+                      f"(the trace's availability dropped)", file=out)
+                generation = int(pod["metadata"]["labels"].get("elasticft.io/generation", 0))
+                return generation, _api_time(condition.get("lastTransitionTime")) or time.time()
+    return None
+
+
+def _judge_deadline(report: DemoReport, job: Job | None) -> None:
+    """Seconds from creation to completion, against the deadline's."""
+    meta, status = (job or {}).get("metadata") or {}, (job or {}).get("status") or {}
+    created, completed = _api_time(meta.get("creationTimestamp")), _api_time(status.get("completionTime"))
+    spec = FineTuneJobSpec.model_validate((job or {}).get("spec") or {})
+    if created is None:
+        return
+    deadline = deadline_of(spec, datetime.fromtimestamp(created, UTC))
+    report.deadline_seconds = None if deadline is None else round(deadline.timestamp() - created, 1)
+    if completed is not None:
+        report.job_seconds = round(completed - created, 1)
+        report.deadline_met = report.phase == "Succeeded" and (
+            report.deadline_seconds is None or report.job_seconds <= report.deadline_seconds)
+
+
+def _compare_with_simulator(report: DemoReport, job: Job | None, pools: PoolsConfig, logs: Path) -> None:
+    """The fitted curve beside the device's true one, and the simulator's costs on the same window."""
+    spec = FineTuneJobSpec.model_validate((job or {}).get("spec") or {})
+    status = (job or {}).get("status") or {}
+    device = next((p.device for p in pools.pools if p.device is not None), None)
+    trainable = _trainable_parameters(logs, report.job)
+    if device is None or trainable is None:
+        return
+    report.device = device.name
+    report.true_curve = {n: round(x, 2) for n, x in device_curve(device, spec, trainable * 4).items()}
+    curve = (status.get("throughput") or {}).get("curve", [])
+    points = [(int(p["workers"]), float(p["samplesPerSecond"])) for p in curve]
+    report.measured_sizes = sorted(n for n, _ in points)
+    fitted = fit_throughput(points, prior_params(spec))
+    report.fitted_curve = {n: round(predict_throughput(fitted, n), 2) for n in report.true_curve}
+    if spec.total_steps and deadline_of(spec, datetime.now(UTC)) is not None and any(
+            p.trace is not None for p in pools.pools):
+        prices = Prices(spec.capacity.spot.price_per_hour or 0.0, spec.capacity.on_demand.price_per_hour or 0.0)
+        prediction = predict(spec, pools, device, trainable * 4, report.restart_overhead_s or 10.0, prices)
+        report.predicted_cost = round(prediction.operator.cost, 4)
+        report.predicted_seconds = round(prediction.operator.completion_hours * 3600, 1)
+        report.on_demand_cost = round(prediction.on_demand.cost, 4)
+        report.gang_up_cost = round(prediction.gang_up.cost, 4)
+        report.gang_size = prediction.gang_size
+
+
+def _trainable_parameters(logs: Path, job: str) -> int | None:
+    for log in sorted(logs.glob(f"{job}-g*-w*/*.log")):
+        match = _TRAINABLE.search(log.read_text(errors="replace"))
+        if match:
+            return int(match.group(1))
+    return None
 
 
 def _set_aside_previous_run(state_dir: Path, out: TextIO) -> None:
@@ -266,34 +401,47 @@ def _set_aside_previous_run(state_dir: Path, out: TextIO) -> None:
     print(f"previous run's state (checkpoints, logs) moved to {previous}", file=out)
 
 
-def _spot_worker_node(cluster: LocalCluster, namespace: str, name: str) -> str | None:
-    for pod in cluster.pods(namespace, f"elasticft.io/job={name},elasticft.io/role=worker"):
-        labels = pod["metadata"]["labels"]
-        if labels.get("elasticft.io/capacity-type") == "spot" and pod["spec"].get("nodeName"):
-            return str(pod["spec"]["nodeName"])
-    return None
-
-
 def print_summary(report: DemoReport, out: TextIO) -> None:
     loss = (f"{report.initial_loss:.3f} -> {report.final_loss:.3f}"
             if report.initial_loss is not None and report.final_loss is not None else "unknown")
     resume = f"{report.median_resume_s:.1f} s" if report.median_resume_s is not None else "-"
     if report.resume_timeline:
         resume += " (" + ", ".join(f"{k.replace('_', ' ')} +{v:.1f}" for k, v in report.resume_timeline.items()) + ")"
+    deadline = (f"{report.job_seconds:.0f} s of {report.deadline_seconds:.0f} s: "
+                f"{'met' if report.deadline_met else 'MISSED'}" if report.deadline_seconds else "none")
     print(f"""
 summary of {report.job}: {report.phase} in {report.wall_s:.0f} s
-  steps            {report.steps_total} ({report.generations} generations, {report.rescales} rescales)
+  steps            {report.steps_total} ({report.generations} generations, {report.rescales} rescales, \
+{report.grows} grows, {report.shrinks} shrinks, largest world {report.max_world_size})
   preemptions      {report.preemptions}, steps lost {report.steps_lost}, reclaim -> training again {resume}
+  deadline         {deadline}
   loss             {loss}
-  cost             ${report.cost:.4f} (simulated p3.2xlarge prices)
-  checkpoints      {report.checkpoint_dir}""", file=out)
+  cost             ${report.cost:.4f} (simulated p3.2xlarge prices over sandbox seconds)""", file=out)
+    if report.on_demand_cost is not None:
+        print(f"  same work        all on-demand ${report.on_demand_cost:.4f}, a gang of {report.gang_size} under "
+              f"uniform progress ${report.gang_up_cost:.4f}, the simulator's prediction for this run "
+              f"${report.predicted_cost:.4f} (same window, same policy code)", file=out)
+    print("  world sizes      (generation: spot + on-demand, why)", file=out)
+    for world in report.world_sizes:
+        print(f"    {world.t_s:5.0f} s  g{world.generation:<2} {world.spot} + {world.on_demand}  {world.reason}",
+              file=out)
+    if report.true_curve:
+        print(f"  throughput       samples/s by workers, {report.device}: simulated device time, not a GPU figure",
+              file=out)
+        for n, true in report.true_curve.items():
+            seen = " (measured)" if n in report.measured_sizes else ""
+            print(f"    {n} workers: fitted {report.fitted_curve.get(n, 0):7.1f}, device {true:7.1f}{seen}", file=out)
+    print(f"  checkpoints      {report.checkpoint_dir}", file=out)
+    if report.plot:
+        print(f"  plot             {report.plot}", file=out)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("job", type=Path, help="a FineTuneJob YAML file, e.g. examples/finetunejob.yaml")
     parser.add_argument("--state-dir", type=Path, default=Path(".sandbox/run"), help="where state and checkpoints go")
     parser.add_argument("--timeout", type=float, default=900, help="give up after this many seconds")
-    parser.add_argument("--no-events", action="store_true", help="no scripted reclaim or scale-up")
+    parser.add_argument("--pools", type=Path, default=DEMO_POOLS_FILE,
+                        help="the node pools file (default: the demo's trace-driven pools)")
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")
 
 
@@ -304,7 +452,7 @@ def _stop_on_sigterm(signum: int, _: FrameType | None) -> None:
 def run(args: argparse.Namespace) -> int:
     """`elasticft sandbox run`: exit 0 when the job Succeeded."""
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    report = run_demo(args.job, args.state_dir, timeout_s=args.timeout, scripted_events=not args.no_events)
+    report = run_demo(args.job, args.state_dir, timeout_s=args.timeout, pools_file=args.pools)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report.as_json(), indent=2) + "\n")

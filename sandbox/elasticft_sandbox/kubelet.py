@@ -56,6 +56,7 @@ from elasticft_sandbox.podstatus import (
     termination_message,
 )
 from elasticft_sandbox.processes import ProcessTable, ProcessTree
+from elasticft_trainer.simulated_device import SIMULATED_DEVICE_ANNOTATION, SIMULATED_DEVICE_ENV
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,7 @@ class PodWorker:
                 self.kubelet.python,
                 os.environ,
             )
+            launch.env.update(self.kubelet.device_env(self.pod))
             self.dirs.pod_root.mkdir(parents=True, exist_ok=True)
             for directory in launch.host_dirs:
                 directory.mkdir(parents=True, exist_ok=True)
@@ -402,6 +404,12 @@ class Kubelet(Controller):
             if (links and key[0] == namespace) or key == ("default", "kubernetes")
         ]
         return service_env(chosen)
+
+    def device_env(self, pod: Obj) -> dict[str, str]:
+        """The simulated accelerator of the pod's node, as the trainer reads it (none: no variable)."""
+        node = self.nodes.objects.get(("", pod["spec"].get("nodeName", "")), {})
+        profile = (node.get("metadata", {}).get("annotations") or {}).get(SIMULATED_DEVICE_ANNOTATION)
+        return {SIMULATED_DEVICE_ENV: profile} if profile else {}
 
     def current_conditions(self, namespace: str, name: str) -> list[Obj]:
         pod = self.pods.objects.get((namespace, name), {})

@@ -19,6 +19,7 @@ A pools file looks like::
         labels: {karpenter.sh/capacity-type: on-demand}
         gpus_per_node: 1
         price_per_hour: 3.06
+        device: {name: A100 (simulated), sample_seconds: 0.02, latency_seconds: 0.005}
     script:
       - {at_s: 30, pool: spot, action: reclaim, nodes: 1}
 """
@@ -36,6 +37,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from elasticft.sim.trace import SPOT_TRACES_DIR
+from elasticft_trainer.simulated_device import SIMULATED_DEVICE_ANNOTATION, SimulatedDevice
 
 POOLS_DIR = Path(__file__).resolve().parent / "pools"
 DEFAULT_POOLS_FILE = POOLS_DIR / "default.yaml"
@@ -84,6 +86,8 @@ class NodePool(_Model):
     max_pods_per_node: int = Field(110, ge=1)
     price_per_hour: float = Field(ge=0, description="USD per node-hour")
     instance_type: str = "p3.2xlarge"
+    device: SimulatedDevice | None = Field(
+        None, description="simulated accelerator of each node: trainers on it pad steps to its time")
 
 
 class ScriptStep(_Model):
@@ -200,7 +204,10 @@ def node_manifest(pool: NodePool, name: str) -> dict[str, Any]:
         "metadata": {
             "name": name,
             "labels": labels,
-            "annotations": {PRICE_ANNOTATION: f"{pool.price_per_hour:g}"},
+            "annotations": {
+                PRICE_ANNOTATION: f"{pool.price_per_hour:g}",
+                **({SIMULATED_DEVICE_ANNOTATION: pool.device.to_json()} if pool.device else {}),
+            },
         },
         "spec": {"taints": [taint.model_dump() for taint in pool.taints]},
     }

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -93,24 +94,38 @@ def assert_trained(done: Job | None, steps: int) -> None:
     assert status(done)["step"] == steps and status(done)["restarts"] == 0
 
 
-def test_newcomer_demo_trains_through_a_reclaim_with_no_step_lost(tmp_path: Path) -> None:
+def test_newcomer_demo_rescales_on_the_trace_and_every_sample_is_trained_once(tmp_path: Path) -> None:
+    # The demo's own job and pools, with the trainer told to log every sample it consumes.
+    job = yaml.safe_load((REPO / "examples" / "finetunejob.yaml").read_text())
+    job["spec"]["args"] = ["--sample-log", "/checkpoints/samples.log"]
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text(yaml.safe_dump(job))
     log = tmp_path / "demo.log"
     with log.open("w") as out:
-        report = run_demo(REPO / "examples" / "finetunejob.yaml", tmp_path / "state", out=out, timeout_s=420)
+        report = run_demo(job_file, tmp_path / "state", out=out, timeout_s=600)
     text = log.read_text()
-    assert report.phase == "Succeeded", text
+    steps, batch = job["spec"]["totalSteps"], job["spec"]["globalBatchSize"]
+    assert report.phase == "Succeeded" and report.deadline_met, text
     assert " Running " in text, "the live line never showed the job Running"
-    assert report.steps_total == 600 and report.preemptions >= 1 and report.steps_lost == 0, text
-    assert report.initial_loss is not None and report.final_loss is not None
+    assert report.steps_total == steps and report.preemptions >= 1 and report.steps_lost == 0, text
+    assert report.final_loss is not None and report.initial_loss is not None
     assert report.final_loss < report.initial_loss
-    root = tmp_path / "state" / "volumes" / "default" / "gpt-tiny-lora-checkpoints" / "default" / "gpt-tiny-lora"
-    assert latest_step(root) == 600
-    assert "spot reclaim" in text and "summary of gpt-tiny-lora: Succeeded" in text
-    # after the reclaim the job went on in a later generation, at the size the policy chose, and finished there
-    assert report.sigterm_to_resumed_s, "no generation after the reclaim reached Running"
-    assert report.generations >= 2 and "Preempted" in text and "Recovering" in text
-    for key in ("steps", "preemptions", "loss", "cost"):
+    # elastic: more than one worker, chosen from measurement; it grew at least once
+    assert report.max_world_size >= 3 and report.grows >= 1, text
+    assert report.measured_sizes and report.fit_error is not None and report.fit_error < 0.15, text
+    root = tmp_path / "state" / "volumes" / "default" / "gpt-tiny-lora-checkpoints"
+    assert latest_step(root / "default" / "gpt-tiny-lora") == steps
+    # What the trainer recorded: every step once, each with a whole global batch of distinct samples,
+    # trained by worlds of exactly the sizes the operator launched.
+    lines = [tuple(int(x) for x in line.split()) for line in (root / "samples.log").read_text().splitlines()]
+    by_step = Counter(line[0] for line in lines)
+    assert sorted(by_step) == list(range(1, steps + 1)) and set(by_step.values()) == {batch}
+    assert len({(epoch, index) for _, epoch, index, _, _ in lines}) == steps * batch, "a sample was trained twice"
+    trained_by = {world for *_, world in lines}
+    assert trained_by <= {w.workers for w in report.world_sizes} and max(trained_by) >= 3, (trained_by, text)
+    for key in ("steps", "preemptions", "loss", "cost", "same work", "world sizes", "throughput"):
         assert f"\n  {key} " in text, f"the summary has no {key} line"
+    assert "simulated device time" in text and Path(report.plot).is_file()
 
 
 def test_losing_worker_zero_and_the_rendezvous_node_completes(cluster: LocalCluster, spot_restored: None) -> None:

@@ -23,6 +23,7 @@ from elasticft_sandbox.nodepools import (
     plan_pool_change,
     trace_target,
 )
+from elasticft_trainer.simulated_device import SIMULATED_DEVICE_ANNOTATION, SimulatedDevice
 
 
 @pytest.mark.parametrize("pools_file", sorted(POOLS_DIR.glob("*.yaml")), ids=lambda path: path.name)
@@ -119,3 +120,18 @@ def test_node_is_ready_with_gpu_capacity_price_and_taints() -> None:
     assert node["metadata"]["annotations"]["elasticft.io/price-per-hour"] == "0.92"
     assert status["allocatable"]["nvidia.com/gpu"] == "4"
     assert status["conditions"][0]["type"] == "Ready" and status["conditions"][0]["status"] == "True"
+
+
+def test_a_pools_simulated_device_reaches_its_nodes_and_a_bad_one_names_the_rule() -> None:
+    device = {"name": "A100 (simulated)", "sample_seconds": 0.02, "latency_seconds": 0.005}
+    config = PoolsConfig.model_validate({"pools": [
+        {"name": "od", "capacity_type": "on-demand", "price_per_hour": 4.1, "device": device},
+        {"name": "cpu", "capacity_type": "spot", "price_per_hour": 1.0},
+    ]})
+    with_device, without = (node_manifest(pool, f"{pool.name}-0") for pool in config.pools)
+    annotation = with_device["metadata"]["annotations"][SIMULATED_DEVICE_ANNOTATION]
+    assert SimulatedDevice.from_json(annotation) == SimulatedDevice(**device)
+    assert SIMULATED_DEVICE_ANNOTATION not in without["metadata"]["annotations"]
+    with pytest.raises(ValidationError, match="sample_seconds must be > 0"):
+        PoolsConfig.model_validate({"pools": [{"name": "x", "capacity_type": "spot", "price_per_hour": 1,
+                                               "device": {"name": "x", "sample_seconds": -1}}]})

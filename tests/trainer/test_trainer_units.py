@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
 from collections import Counter
 
 import pytest
@@ -12,6 +13,7 @@ import torch
 from elasticft_trainer.config import TrainerConfig, load_config
 from elasticft_trainer.data import epoch_order, micro_batches, rank_samples, rank_slice
 from elasticft_trainer.runtime import cpu_thread_count, gloo_environment, select_device, world_from_environ
+from elasticft_trainer.simulated_device import SIMULATED_DEVICE_ENV, SimulatedDevice, pad_step
 from elasticft_trainer.summary import RunSummary, parse_summary_line
 
 
@@ -128,3 +130,25 @@ def test_epochs_set_the_job_length_from_the_corpus() -> None:
 
     assert TrainerConfig(total_steps=50).steps_for(1000) == 50
     assert TrainerConfig(epochs=2, global_batch_size=16).steps_for(1000) == 2 * 63
+
+
+def test_simulated_device_profile_comes_from_the_env_the_kubelet_sets_and_bad_ones_name_the_rule() -> None:
+    profile = SimulatedDevice(name="V100 (simulated)", sample_seconds=0.04, latency_seconds=0.01)
+    config = load_config([], {SIMULATED_DEVICE_ENV: profile.to_json()})
+    assert config.device_profile == profile
+    # one rank's step: its share computed, then a ring all-reduce of 2 (n - 1) hops
+    assert profile.step_seconds(12, 4, 0) == pytest.approx(12 * 0.04 + 6 * 0.01)
+    assert profile.throughput(48, 1, 0) == pytest.approx(25.0)
+    assert load_config([], {}).device_profile is None
+    with pytest.raises(ValueError, match="sample_seconds must be > 0"):
+        load_config([], {SIMULATED_DEVICE_ENV: '{"name": "x", "sample_seconds": 0}'})
+    with pytest.raises(ValueError, match="ELASTICFT_SIMULATED_DEVICE is not JSON"):
+        load_config([], {SIMULATED_DEVICE_ENV: "fast"})
+
+
+def test_padding_sleeps_out_the_simulated_step_and_never_shortens_a_real_one() -> None:
+    profile = SimulatedDevice(name="slow (simulated)", sample_seconds=0.05)
+    started = time.monotonic()
+    slept = pad_step(profile, started, samples=2, world_size=1, gradient_bytes=0)
+    assert slept > 0 and time.monotonic() - started >= 0.1
+    assert pad_step(profile, started - 10.0, samples=2, world_size=1, gradient_bytes=0) == 0.0

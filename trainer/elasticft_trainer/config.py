@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .simulated_device import SimulatedDevice
+
 ENV_PREFIX = "ELASTICFT_"
 TASKS = ("causal-lm", "classification")
 
@@ -65,6 +67,9 @@ class TrainerConfig:
     termination_log: str = _opt("", "file that receives the final JSON summary (terminationMessagePath)")
     sample_log: str = _opt("", "append one line per consumed sample id (exactness tests)")
     step_delay_s: float = _opt(0.0, "sleep this long in every step (demos that need a slower job)")
+    simulated_device: str = _opt(
+        "", "JSON device profile (elasticft_trainer.simulated_device): pad each step to that simulated "
+        "device's time; set by the sandbox kubelet, never on real accelerators")
 
     def __post_init__(self) -> None:
         problems = validation_errors(self)
@@ -76,6 +81,11 @@ class TrainerConfig:
         if self.epochs <= 0:
             return self.total_steps
         return self.epochs * -(-corpus_samples // self.global_batch_size)
+
+    @property
+    def device_profile(self) -> SimulatedDevice | None:
+        """The simulated device whose step time each step is padded to, if any."""
+        return SimulatedDevice.from_json(self.simulated_device) if self.simulated_device else None
 
     @property
     def lora_target_list(self) -> list[str]:
@@ -113,6 +123,11 @@ def validation_errors(config: TrainerConfig) -> list[str]:
         problems.append("lora_rank must be >= 0")
     if config.checkpoint_keep < 1:
         problems.append("checkpoint_keep must be >= 1")
+    if config.simulated_device:
+        try:
+            SimulatedDevice.from_json(config.simulated_device)
+        except ValueError as error:
+            problems.append(str(error))
     return problems
 
 

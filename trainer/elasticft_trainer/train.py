@@ -43,6 +43,7 @@ from .runtime import (
     start_process_group,
     world_from_environ,
 )
+from .simulated_device import pad_step
 from .summary import RunSummary, StopReason, publish
 
 log = logging.getLogger("elasticft_trainer")
@@ -155,6 +156,16 @@ def train(config: TrainerConfig, world: World, plan: DevicePlan, stop: StopReque
         "model %s: %d trainable of %d parameters; corpus %d samples of %d tokens; world %d, device %s",
         config.model, trainable, total, windows.num_samples, config.seq_len, world.world_size, plan.device,
     )
+    simulated = config.device_profile
+    gradient_bytes = trainable * 4  # fp32 gradients, whatever the autocast dtype
+    if simulated is not None:
+        log.info(
+            "simulated device time: %s, %.4f s a sample, %.3f s a step at world %d (not a GPU measurement)",
+            simulated.name, simulated.sample_seconds,
+            simulated.step_seconds(-(-config.global_batch_size // world.world_size), world.world_size,
+                                   gradient_bytes),
+            world.world_size,
+        )
 
     state = TrainState(model, optimizer, frozen_base=config.lora_rank > 0)
     checkpoints = CheckpointManager(
@@ -181,6 +192,7 @@ def train(config: TrainerConfig, world: World, plan: DevicePlan, stop: StopReque
     metrics.mark_training_started()
 
     while progress.step < total_steps:
+        step_started = time.monotonic()
         samples = rank_samples(
             config.seed, progress.consumed_samples, config.global_batch_size, world.world_size, world.rank,
             windows.num_samples,
@@ -192,6 +204,8 @@ def train(config: TrainerConfig, world: World, plan: DevicePlan, stop: StopReque
             time.sleep(config.step_delay_s)
         timer_due = 0 < config.checkpoint_interval_seconds <= time.monotonic() - last_save
         agreed = agree(plan, local_loss, tokens_per_step, stop.requested, timer_due)
+        if simulated is not None:  # after the real step and its all-reduces: pad to the simulated device's time
+            pad_step(simulated, step_started, len(samples), world.world_size, gradient_bytes)
         progress = replace(
             progress,
             step=progress.step + 1,

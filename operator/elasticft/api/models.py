@@ -204,6 +204,10 @@ class ThroughputPrior(ApiModel):
     serial_fraction: float = Field(
         0.05, ge=0, lt=1, description="Amdahl serial fraction: how sublinearly workers scale."
     )
+    restart_seconds: float | None = Field(
+        None, gt=0, le=86400,
+        description="Expected seconds a restart costs (save, reschedule, load) until one is measured; default 60.",
+    )
 
 
 class FineTuneJobSpec(ApiModel):

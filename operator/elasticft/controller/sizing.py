@@ -7,15 +7,15 @@ place that translates, so the simulator and the operator run the very same decis
 from __future__ import annotations
 
 from elasticft.api.durations import parse_duration
-from elasticft.api.models import Mode
+from elasticft.api.models import FineTuneJobSpec, Mode
 from elasticft.controller.reconcile import Size, SizeDecision, SizingRequest
 from elasticft.policy.decision import PolicyInput, decide
 from elasticft.policy.throughput import PRIOR, ThroughputParams
 
 # Before any restart has been measured, assume one costs this much (save + reschedule + load).
 DEFAULT_RESTART_OVERHEAD_S = 60.0
-# How long a decision holds at least: the policy's g.
-MIN_DECISION_INTERVAL_S = 30.0
+# How long a decision holds at least: the policy's g (otherwise the spec's rescale cooldown).
+MIN_DECISION_INTERVAL_S = 10.0
 
 
 def policy_input(request: SizingRequest) -> PolicyInput:
@@ -25,11 +25,11 @@ def policy_input(request: SizingRequest) -> PolicyInput:
     total_steps = status.total_steps or spec.total_steps or 0
     started = status.start_time or now
     seconds_left = (request.deadline - now).total_seconds() if request.deadline else None
-    overhead = status.restart_overhead_seconds or DEFAULT_RESTART_OVERHEAD_S
+    prior = spec.throughput_prior
+    overhead = status.restart_overhead_seconds or (prior and prior.restart_seconds) or DEFAULT_RESTART_OVERHEAD_S
     since_rescale = (now - status.last_rescale_time).total_seconds() if status.last_rescale_time else float("inf")
     restarting = status.phase != "Running" and status.generation > 0
     cooldown = parse_duration(spec.elastic.rescale_cooldown)
-    prior = spec.throughput_prior
     return PolicyInput(
         min_workers=spec.elastic.min_workers,
         max_workers=spec.elastic.max_workers,
@@ -58,9 +58,14 @@ def policy_input(request: SizingRequest) -> PolicyInput:
         spot_enabled=spec.capacity.spot.enabled,
         on_demand_enabled=spec.capacity.on_demand.enabled,
         min_scaling_efficiency=spec.objective.min_scaling_efficiency,
-        throughput_prior=(ThroughputParams(lam=prior.samples_per_second, sigma=prior.serial_fraction)
-                          if prior else PRIOR),
+        throughput_prior=prior_params(spec),
     )
+
+
+def prior_params(spec: FineTuneJobSpec) -> ThroughputParams:
+    """The throughput curve assumed before measuring: the spec's `throughputPrior`, else `PRIOR`."""
+    prior = spec.throughput_prior
+    return ThroughputParams(lam=prior.samples_per_second, sigma=prior.serial_fraction) if prior else PRIOR
 
 
 def fit_to_feasible(spot: int, on_demand: int, feasible: list[int]) -> Size:

@@ -135,16 +135,17 @@ class Decision:
         return self.spot + self.on_demand
 
 
-def useful_max_workers(params: ThroughputParams, inp: PolicyInput) -> int:
+def useful_max_workers(params: ThroughputParams, min_workers: int, max_workers: int,
+                       min_scaling_efficiency: float) -> int:
     """N = the largest n <= max_workers with X(n) - X(n-1) >= min_scaling_efficiency * X(n) / n for all
     sizes up to n (a worker adding less than that fraction of its share is not worth paying for)."""
-    best = max(inp.min_workers, 1)
-    for n in range(best + 1, inp.max_workers + 1):
+    best = max(min_workers, 1)
+    for n in range(best + 1, max_workers + 1):
         x = predict_throughput(params, n)
-        if x - predict_throughput(params, n - 1) < inp.min_scaling_efficiency * x / n:
+        if x - predict_throughput(params, n - 1) < min_scaling_efficiency * x / n:
             break
         best = n
-    return min(best, inp.max_workers)
+    return min(best, max_workers)
 
 
 def slack_seconds(inp: PolicyInput, params: ThroughputParams, full_size: int) -> float:
@@ -185,7 +186,7 @@ def decide(inp: PolicyInput) -> Decision:
     if inp.samples_left <= 0:
         return Decision(0, 0, "finished: all samples consumed")
     params = fit_throughput(inp.throughput_points, inp.throughput_prior)
-    full_size = useful_max_workers(params, inp)
+    full_size = useful_max_workers(params, inp.min_workers, inp.max_workers, inp.min_scaling_efficiency)
     spot_usable = min(inp.spot_available, full_size) if inp.spot_enabled else 0
     current = (inp.current_spot, inp.current_on_demand)
     running = sum(current) > 0
