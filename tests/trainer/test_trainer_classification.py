@@ -28,7 +28,7 @@ def sentiment_config(**overrides: object) -> TrainerConfig:
         "learning_rate": 1e-3, "lora_rank": 8, "seed": 0, "metrics_port": -1, "cpu_threads": 2,
     }
     values.update(overrides)
-    return TrainerConfig(**values)  # type: ignore[arg-type]
+    return TrainerConfig(**values)
 
 
 def test_classification_needs_its_classes_named() -> None:
