@@ -207,7 +207,8 @@ def measure_checkpoint(work_dir: Path, model_spec: str) -> dict[str, Any]:
     }
 
 
-def _log_time(line: str) -> float:
+def log_line_time(line: str) -> float:
+    """The time stamp of a trainer log line (`setup_logging`'s asctime)."""
     return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
@@ -231,7 +232,7 @@ def trainer_step_time(work_dir: Path, name: str) -> float:
     for line in agent.output().splitlines():
         for step in (first, last):
             if f"rank=0 INFO elasticft_trainer: step {step}/" in line:
-                times[step] = _log_time(line)
+                times[step] = log_line_time(line)
     return (times[last] - times[first]) / (last - first)
 
 

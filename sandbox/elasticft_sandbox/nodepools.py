@@ -36,12 +36,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from elasticft.sim.trace import SPOT_TRACES_DIR
 from elasticft_trainer.simulated_device import SIMULATED_DEVICE_ANNOTATION, SimulatedDevice
 
 POOLS_DIR = Path(__file__).resolve().parent / "pools"
 DEFAULT_POOLS_FILE = POOLS_DIR / "default.yaml"
-# The repository's parent holds `shared/` (see the README of shared/data).
-SPOT_TRACES_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "spot-traces"
 
 SPOT_TERMINATION_TAINT = "aws-node-termination-handler/spot-itn"
 POOL_LABEL = "elasticft.io/pool"
@@ -65,7 +64,7 @@ class Taint(_Model):
 class TraceSource(_Model):
     """Spot availability from a trace: the pool holds the trace's node count at each (compressed) tick."""
 
-    file: str = Field(description="path under shared/data/spot-traces, or an absolute path")
+    file: str = Field(description="path under the packaged spot-traces folder, or an absolute path")
     start_tick: int = Field(0, ge=0, description="trace index the sandbox starts at")
     peak_nodes: int | None = Field(
         None, ge=1, description="scale the trace so that its peak is this many nodes (16-node traces are big)"
@@ -131,7 +130,7 @@ def load_pools(path: Path) -> PoolsConfig:
 
 
 def trace_path(source: TraceSource) -> Path:
-    """Where a trace file is: absolute as given, else under shared/data/spot-traces."""
+    """Where a trace file is: absolute as given, else under the spot traces packaged with elasticft."""
     path = Path(source.file)
     return path if path.is_absolute() else SPOT_TRACES_DIR / path
 

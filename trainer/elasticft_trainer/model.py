@@ -2,7 +2,9 @@
 
 Both are returned as an `nn.Module` whose forward maps token ids (batch, seq) to logits
 (batch, seq, vocab), optionally with LoRA adapters from peft. The built-in model uses the byte-level
-tokenizer, so CPU tests need nothing but the Python standard library as corpus.
+tokenizer, so CPU tests need nothing but the Python standard library as corpus. A Hugging Face model is
+a directory, or `package:MODULE[/PATH]`, one shipped inside an installed Python package. The
+classification task's encoder is in `classification.py`.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoint import CheckpointManager, TrainState
 from .config import TrainerConfig
-from .data import encode_bytes
+from .data import encode_bytes, packaged_path
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +124,18 @@ def _builtin_shape(model_spec: str, seq_len: int) -> GptShape:
     return shape
 
 
+def model_directory(model_spec: str) -> Path:
+    """The Hugging Face model directory a spec names: the directory itself, or for `package:MODULE` the
+    shallowest folder of the package that holds a `config.json` (packages keep the model in a subfolder)."""
+    path = packaged_path(model_spec)
+    if (path / "config.json").exists() or not path.is_dir():
+        return path
+    configs = sorted(path.rglob("config.json"), key=lambda found: (len(found.parts), str(found)))
+    if not configs:
+        raise FileNotFoundError(f"{model_spec}: no config.json of a Hugging Face model under {path}")
+    return configs[0].parent
+
+
 def _has_tokenizer(model_dir: Path) -> bool:
     return any((model_dir / name).exists() for name in ("tokenizer.json", "tokenizer_config.json"))
 
@@ -129,7 +144,7 @@ def load_encoder(config: TrainerConfig) -> Callable[[str], list[int]]:
     """Text -> token ids for the chosen model: its own tokenizer if the directory has one, else bytes."""
     if is_builtin(config.model):
         return encode_bytes
-    model_dir = Path(config.model)
+    model_dir = model_directory(config.model)
     if _has_tokenizer(model_dir):
         from transformers import AutoTokenizer
 
@@ -149,7 +164,10 @@ def load_encoder(config: TrainerConfig) -> Callable[[str], list[int]]:
     return encode_bytes
 
 
-def _with_lora(model: nn.Module, config: TrainerConfig, default_targets: list[str] | None) -> nn.Module:
+def with_lora(
+    model: nn.Module, config: TrainerConfig, default_targets: list[str] | None, task_type: str | None = None
+) -> nn.Module:
+    """`model` with peft LoRA adapters; peft's `task_type` keeps a task's new head trainable."""
     from peft import LoraConfig, get_peft_model
 
     targets: Any = config.lora_target_list or default_targets
@@ -159,6 +177,7 @@ def _with_lora(model: nn.Module, config: TrainerConfig, default_targets: list[st
         lora_alpha=config.lora_alpha,  # type: ignore[arg-type]
         lora_dropout=0.0,
         target_modules=targets,
+        task_type=task_type,
     )
     peft_model: nn.Module = get_peft_model(model, lora)
     return peft_model
@@ -170,17 +189,37 @@ def build_model(config: TrainerConfig) -> nn.Module:
     Seeded, so every rank builds identical weights (DDP also broadcasts rank 0's at wrap time).
     """
     torch.manual_seed(config.seed)
+    if config.task == "classification":
+        from .classification import build_classifier  # imported here: it imports this module
+
+        return build_classifier(config)
     if is_builtin(config.model):
         model: nn.Module = TinyGpt(_builtin_shape(config.model, config.seq_len))
         if config.lora_rank > 0:
-            model = _with_lora(model, config, BUILTIN_LORA_TARGETS)
+            model = with_lora(model, config, BUILTIN_LORA_TARGETS)
         return model
     from transformers import AutoModelForCausalLM
 
-    causal_lm: nn.Module = AutoModelForCausalLM.from_pretrained(config.model, dtype=torch.float32)
+    causal_lm: nn.Module = AutoModelForCausalLM.from_pretrained(model_directory(config.model), dtype=torch.float32)
     if config.lora_rank > 0:
-        causal_lm = _with_lora(causal_lm, config, None)
+        causal_lm = with_lora(causal_lm, config, None)
     return HuggingFaceLogits(causal_lm)
+
+
+def trained_model(config: TrainerConfig) -> nn.Module:
+    """The model as the newest usable checkpoint of `config.checkpoint_dir` left it, for evaluation.
+
+    Collective like every checkpoint load: call it inside a process group (a world of one will do).
+    """
+    model = build_model(config)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+    checkpoints = CheckpointManager(config.checkpoint_dir, config.checkpoint_keep, async_mode=False)
+    try:
+        if checkpoints.load(TrainState(model, optimizer, frozen_base=config.lora_rank > 0)) is None:
+            raise FileNotFoundError(f"no usable checkpoint in {config.checkpoint_dir!r}")
+    finally:
+        checkpoints.close()
+    return model
 
 
 def trainable_parameter_count(model: nn.Module) -> tuple[int, int]:

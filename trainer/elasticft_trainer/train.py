@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import CheckpointManager, TrainingProgress, TrainState
+from .classification import LabelledTexts, build_labelled_texts
 from .config import TrainerConfig, load_config
 from .data import SampleRef, TokenWindows, build_windows, micro_batches, rank_samples
 from .metrics import TrainerMetrics
@@ -90,7 +91,7 @@ def agree(plan: DevicePlan, local_loss_sum: float, tokens: int, stop: bool, save
 def train_step(
     model: DistributedDataParallel,
     optimizer: torch.optim.Optimizer,
-    windows: TokenWindows,
+    windows: TokenWindows | LabelledTexts,
     samples: list[SampleRef],
     config: TrainerConfig,
     plan: DevicePlan,
@@ -99,7 +100,7 @@ def train_step(
 ) -> float:
     """Forward/backward over this rank's share in micro-batches, then one optimizer step.
 
-    The summed token loss is multiplied by `loss_scale` = W / (B * seq_len); DDP then averages over W
+    The summed token loss is multiplied by `loss_scale` = W / (B * targets per sample); DDP then averages over W
     ranks, so the gradient is the mean over the global batch whatever W, shares and accumulation.
     `before_weights_change` runs just before the optimizer step (a background checkpoint copy may
     still be reading the weights). Returns this rank's summed token loss.
@@ -141,7 +142,11 @@ def train(config: TrainerConfig, world: World, plan: DevicePlan, stop: StopReque
         metrics.serve(config.metrics_host, config.metrics_port + world.local_rank if config.metrics_port else 0)
     metrics.world_size.set(world.world_size)
 
-    windows = build_windows(config.dataset, config.max_corpus_bytes, config.seq_len, load_encoder(config))
+    windows: TokenWindows | LabelledTexts = (
+        build_labelled_texts(config, "train")
+        if config.task == "classification"
+        else build_windows(config.dataset, config.max_corpus_bytes, config.seq_len, load_encoder(config))
+    )
     total_steps = config.steps_for(windows.num_samples)
     metrics.total_steps.set(total_steps)
     model = build_model(config).to(plan.device)
@@ -182,8 +187,8 @@ def train(config: TrainerConfig, world: World, plan: DevicePlan, stop: StopReque
     metrics.step.set(progress.step)
 
     ddp_model = DistributedDataParallel(model, device_ids=[plan.device] if plan.device_type == "cuda" else None)
-    loss_scale = world.world_size / (config.global_batch_size * config.seq_len)
-    tokens_per_step = config.global_batch_size * config.seq_len
+    loss_scale = world.world_size / (config.global_batch_size * windows.targets_per_sample)
+    tokens_per_step = config.global_batch_size * windows.targets_per_sample
     last_save = time.monotonic()
     reason: StopReason = "completed"
     metrics.mark_training_started()

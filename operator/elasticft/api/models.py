@@ -59,6 +59,11 @@ class Precision(StrEnum):
     BF16 = "bf16"
 
 
+class Task(StrEnum):
+    CAUSAL_LM = "causal-lm"
+    CLASSIFICATION = "classification"
+
+
 class PricingSource(StrEnum):
     STATIC = "Static"
     CONFIG_MAP = "ConfigMap"
@@ -95,6 +100,13 @@ class LoRA(ApiModel):
     targets: list[str] = Field(
         default_factory=list, description="Module names LoRA adapts; empty = the model's attention projections."
     )
+
+
+class Classification(ApiModel):
+    labels: list[str] = Field(min_length=2, description="The classes, in order; rows with another label are skipped.")
+    text_column: str = Field("text", min_length=1, description="CSV column holding the text.")
+    label_column: str = Field("label", min_length=1, description="CSV column holding the class.")
+    eval_fraction: float = Field(0.1, ge=0, lt=1, description="Share of the rows held out, never trained on.")
 
 
 class Elastic(ApiModel):
@@ -217,9 +229,17 @@ class FineTuneJobSpec(ApiModel):
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
     nproc_per_worker: int = Field(1, ge=1, le=64, description="Processes (GPUs) per worker pod.")
     model: str = Field(
-        BUILTIN_MODEL, min_length=1, description="builtin:gpt-tiny or a directory with a causal LM."
+        BUILTIN_MODEL,
+        min_length=1,
+        description="builtin:gpt-tiny, a Hugging Face model directory, or package:MODULE[/PATH], a model shipped "
+        "inside an installed Python package.",
     )
-    dataset: str | None = Field(None, description="Text file or directory; default: built-in corpus.")
+    task: Task = Field(Task.CAUSAL_LM, description="causal-lm, or classification of labelled CSV rows.")
+    classification: Classification | None = Field(None, description="Required when task is classification.")
+    dataset: str | None = Field(
+        None, description="Text file or directory (a CSV for classification), or package:MODULE/PATH; default: "
+        "built-in corpus."
+    )
     seq_len: int = Field(64, ge=8, le=32768, description="Tokens per sample.")
     total_steps: Int64 | None = Field(None, ge=1, description="Optimiser steps to run (or epochs).")
     epochs: Int64 | None = Field(None, ge=1, description="Passes over the dataset (or totalSteps).")

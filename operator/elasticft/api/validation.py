@@ -21,9 +21,11 @@ from pydantic_core import ErrorDetails
 
 from elasticft.api.durations import format_duration, parse_duration
 from elasticft.api.kubernetes import PATTERN_RULES
-from elasticft.api.models import CapacityPool, FineTuneJob, FineTuneJobSpec, PricingSource
+from elasticft.api.models import CapacityPool, FineTuneJob, FineTuneJobSpec, PricingSource, Task
 
 RESERVED_ENV_PREFIX = "ELASTICFT_"
+#: A model or dataset shipped inside an installed Python package (the trainer reads its files offline).
+PACKAGE_PREFIX = "package:"
 GPU_RESOURCE = "nvidia.com/gpu"
 # A job shorter than this cannot even start its first world; one longer than this is a typo.
 SHORTEST_JOB_S = 60.0
@@ -117,6 +119,13 @@ def semantic_errors(job: FineTuneJob, now: datetime) -> list[FieldError]:
 
     def fail(path: str, message: str) -> None:
         errors.append(FieldError(f"spec.{path}", message))
+
+    if (spec.task == Task.CLASSIFICATION) != (spec.classification is not None):
+        fail("classification", "set it exactly when task is classification")
+    for name, reference in (("model", spec.model), ("dataset", spec.dataset or "")):
+        module = reference.removeprefix(PACKAGE_PREFIX).partition("/")[0]
+        if reference.startswith(PACKAGE_PREFIX) and not module.isidentifier():
+            fail(name, f"package:MODULE[/PATH] needs an importable module name (got {module!r})")
 
     elastic = spec.elastic
     if elastic.min_workers > elastic.max_workers:

@@ -97,12 +97,18 @@ def checkpoint_dir(job: JobRef) -> str:
 def trainer_env(job: JobRef, spec: FineTuneJobSpec, placement: WorkerPlacement, rdzv_endpoint: str) -> list[Manifest]:
     """The trainer's configuration (its ELASTICFT_* contract), then the user's own variables."""
     checkpoint = spec.checkpoint
+    classification = spec.classification
     values: dict[str, str | int | float | None] = {
         "ELASTICFT_JOB_NAME": job.name,
         "ELASTICFT_GENERATION": placement.generation,
         "ELASTICFT_RDZV_ENDPOINT": rdzv_endpoint or None,
         "ELASTICFT_MODEL": spec.model,
+        "ELASTICFT_TASK": spec.task,
         "ELASTICFT_DATASET": spec.dataset,
+        "ELASTICFT_LABELS": ",".join(classification.labels) if classification else None,
+        "ELASTICFT_TEXT_COLUMN": classification.text_column if classification else None,
+        "ELASTICFT_LABEL_COLUMN": classification.label_column if classification else None,
+        "ELASTICFT_EVAL_FRACTION": classification.eval_fraction if classification else None,
         "ELASTICFT_SEQ_LEN": spec.seq_len,
         "ELASTICFT_TOTAL_STEPS": spec.total_steps,
         "ELASTICFT_EPOCHS": spec.epochs,

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from elasticft.api.models import FineTuneJobSpec
 from elasticft.controller.status import Prices
 
-# p3.2xlarge (one V100), the instance of the Can't Be Late traces in ../shared/data: on-demand list
+# p3.2xlarge (one V100), the instance of the packaged Can't Be Late traces (elasticft/data): on-demand list
 # price and the typical spot price the paper uses (k = 3.14). Used when a job names no price.
 REFERENCE_PRICES = Prices(spot_per_hour=0.97, on_demand_per_hour=3.06)
 

@@ -24,10 +24,10 @@ from elasticft.api.durations import parse_duration
 from elasticft.sim.compare import OMNISCIENT, PolicySummary, run_policies, summarise
 from elasticft.sim.policies import POLICIES
 from elasticft.sim.replay import SimJob, start_ticks
-from elasticft.sim.trace import SHARED_DATA_DIR, SPOT_TRACES_DIR, SpotTrace, load_trace
+from elasticft.sim.trace import SPOT_TRACES_DIR, SpotTrace, load_trace
 
 DEFAULT_TRACE = SPOT_TRACES_DIR / "availability/16-node/aws-08-27-2023/us-west-2a_v100_1.json"
-#: p3.2xlarge, from shared/data/README.md: used when the spec gives no price.
+#: p3.2xlarge, the reference prices of the Can't Be Late paper: used when the spec gives no price.
 DEFAULT_SPOT_PRICE = 0.97
 DEFAULT_ON_DEMAND_PRICE = 3.06
 JOB_FRACTION = 0.8
@@ -114,7 +114,8 @@ def main(argv: list[str]) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("job", type=Path, help="FineTuneJob YAML (the first job in the file is planned)")
     parser.add_argument("--trace", type=Path, default=DEFAULT_TRACE,
-                        help=f"spot trace (default: {DEFAULT_TRACE.relative_to(SHARED_DATA_DIR)})")
+                        help="any spot-trace JSON file in the skypilot-org/spot-traces format (default: the packaged "
+                             f"{DEFAULT_TRACE.relative_to(SPOT_TRACES_DIR)})")
     parser.add_argument("--json", type=Path, help="write the plan as JSON here")
     parser.add_argument("--plot", type=Path, help="write the cost-time plot (PNG) here")
     parser.add_argument("--starts", type=int, default=30, help="start points on the trace (default 30)")

@@ -1,21 +1,23 @@
 """Spot traces: availability (or surviving-instance) counts per tick, optionally with prices.
 
-The format is the one of `skypilot-org/spot-traces` (see `shared/data/README.md`):
-`{"metadata": {"gap_seconds": G}, "data": [counts...], "prices": [USD/h...]?}`.
+The format is the one of `skypilot-org/spot-traces` (see `elasticft/data/README.md`):
+`{"metadata": {"gap_seconds": G}, "data": [counts...], "prices": [USD/h...]?}`. A subset of that
+repository's traces ships inside the package (`SPOT_TRACES_DIR`); any file in the format can be loaded.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-#: The shared data folder sits beside the repository: `<repo>/../shared/data`.
-SHARED_DATA_DIR = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
-SPOT_TRACES_DIR = SHARED_DATA_DIR / "spot-traces"
+#: The traces packaged with elasticft (package data, so an installed wheel carries them). setuptools
+#: installs a wheel as plain files, so the package's resource folder is a real directory.
+SPOT_TRACES_DIR = Path(str(resources.files("elasticft") / "data" / "spot-traces"))
 
 
 @dataclass(frozen=True)
