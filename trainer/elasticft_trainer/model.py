@@ -213,7 +213,7 @@ def trained_model(config: TrainerConfig) -> nn.Module:
     """
     model = build_model(config)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
-    checkpoints = CheckpointManager(config.checkpoint_dir, config.checkpoint_keep, async_mode=False)
+    checkpoints = CheckpointManager(config.checkpoint_dir, config.job_name, config.checkpoint_keep, async_mode=False)
     try:
         if checkpoints.load(TrainState(model, optimizer, frozen_base=config.lora_rank > 0)) is None:
             raise FileNotFoundError(f"no usable checkpoint in {config.checkpoint_dir!r}")
