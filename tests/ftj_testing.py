@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -46,3 +47,15 @@ def job_events(cluster: LocalCluster, namespace: str, name: str) -> list[str]:
 
 def worker_pods(cluster: LocalCluster, namespace: str, name: str) -> list[Job]:
     return cluster.pods(namespace, f"elasticft.io/job={name},elasticft.io/role=worker")
+
+
+def kubectl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The real kubectl against the current KUBECONFIG, its result kept for the test to judge."""
+    return subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True, timeout=60, check=False)
+
+
+def kubectl_ok(*args: str, stdin: str | None = None) -> str:
+    """kubectl that must succeed: its stdout."""
+    result = kubectl(*args, stdin=stdin)
+    assert result.returncode == 0, result.stderr
+    return result.stdout

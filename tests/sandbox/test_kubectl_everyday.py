@@ -8,16 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-
-def kubectl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True, timeout=60, check=False)
-
-
-def ok(*args: str, stdin: str | None = None) -> str:
-    result = kubectl(*args, stdin=stdin)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+from ftj_testing import kubectl
+from ftj_testing import kubectl_ok as ok
 
 
 def test_kubectl_create_namespace_configmap_secret_and_service(kubeconfig: Path) -> None:

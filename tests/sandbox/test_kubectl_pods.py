@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ftj_testing import eventually
+from ftj_testing import eventually, kubectl
+from ftj_testing import kubectl_ok as ok
 
 from elasticft_sandbox.sandbox import Sandbox
 
@@ -44,16 +45,6 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox
         monkeypatch.setenv("KUBECONFIG", str(running.kubeconfig))
         monkeypatch.setenv("KUBECACHEDIR", str(tmp_path / "kube-cache"))
         yield running
-
-
-def kubectl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True, timeout=60, check=False)
-
-
-def ok(*args: str, stdin: str | None = None) -> str:
-    result = kubectl(*args, stdin=stdin)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def start(manifest: dict[str, object]) -> None:
