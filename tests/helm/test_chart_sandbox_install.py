@@ -109,9 +109,6 @@ def operator_pods(cli: Cli) -> list[dict[str, Any]]:
     return [pod for pod in listing["items"] if not pod["metadata"].get("deletionTimestamp")]
 
 
-@pytest.mark.xfail(reason="known defect since issues 14 and 17 merged: after the reclaim the worker's container "
-                   "is restarted in place (trainer.previous.log) and no Preempted event is recorded; to fix next",
-                   strict=False)
 def test_chart_installs_the_operator_which_runs_a_job_through_a_reclaim_with_only_the_chart_rbac(
     chart: HelmChart, cli: Cli
 ) -> None:

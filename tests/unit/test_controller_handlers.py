@@ -60,6 +60,9 @@ class FakeKube:
         self.status_writes += 1
         self.job["status"] = status
 
+    def mark_launched(self, namespace: str, name: str, world: int) -> None:
+        self.job["status"]["launchedGeneration"] = world
+
     def create(self, manifest: dict[str, Any]) -> bool:
         if self.refuse and manifest["kind"] == "Pod":
             raise Refused(f"Pod {manifest['metadata']['name']}: {self.refuse}")
@@ -141,6 +144,25 @@ def test_a_refused_pod_create_is_shown_and_retried_without_spending_a_restart(
         for uid, refusal in handlers._refusals.items()})  # the backoff has passed
     handlers.reconcile_job("default", "j")
     assert "j-g1-w0" in fake.created and handlers._refusals == {}
+
+
+def test_a_pod_taken_before_the_next_look_counts_as_preempted(
+    fresh_handlers: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The world counts as launched once its creates went through, not only once a look sees its pods: a
+    # spot reclaim with a notice shorter than the reconcile interval leaves no pod for the next look.
+    fake = FakeKube()
+    monkeypatch.setattr(handlers, "_kube", fake)
+    events: list[str] = []
+    monkeypatch.setattr(handlers.kopf, "event", lambda *a, **kw: events.append(kw["reason"]))
+    for _ in range(4):  # the claim first, then the worker
+        if "j-g1-w0" not in fake.created:
+            handlers.reconcile_job("default", "j")
+    assert fake.job["status"]["launchedGeneration"] == 1
+    handlers.reconcile_job("default", "j")  # list_pods finds no pod: it was taken meanwhile
+    status = fake.job["status"]
+    assert status["preemptions"] == 1 and status["restarts"] == 0 and status["generation"] == 2
+    assert "Preempted" in events
 
 
 def test_a_finished_job_is_left_alone_by_the_timer(fresh_handlers: None, monkeypatch: pytest.MonkeyPatch) -> None:

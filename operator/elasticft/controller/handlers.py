@@ -219,7 +219,8 @@ def _reconcile_job(namespace: str, name: str) -> None:
     if plan.status != job.status:  # an unchanged status (a finished job's, say) is not written again
         kube().patch_job_status(namespace, name, raw["metadata"]["resourceVersion"],
                                 plan.status.model_dump(by_alias=True, mode="json"))
-    _create(uid, plan.create, now)
+    if _create(uid, plan.create, now) and plan.launches is not None:
+        kube().mark_launched(namespace, name, plan.launches)
     for pod_name in plan.delete:
         kube().delete_pod(namespace, pod_name)
     for event in plan.events:
@@ -231,9 +232,9 @@ def _reconcile_job(namespace: str, name: str) -> None:
     RECONCILES.labels("ok").inc()
 
 
-def _create(uid: str, manifests: list[Manifest], now: datetime) -> None:
+def _create(uid: str, manifests: list[Manifest], now: datetime) -> bool:
     """Create the planned children; a refusal stops this look's creates and is remembered (with its
-    backoff) for the planner to show and retry. Creates that go through clear it."""
+    backoff) for the planner to show and retry. Creates that go through clear it. True if all went through."""
     for manifest in manifests:
         try:
             kube().create(manifest)
@@ -241,9 +242,10 @@ def _create(uid: str, manifests: list[Manifest], now: datetime) -> None:
             attempts = _refusals[uid].attempts + 1 if uid in _refusals else 1
             _refusals[uid] = CreateRefusal(str(refused), attempts, now + timedelta(seconds=backoff_s(attempts)))
             log.info("create refused (attempt %d): %s", attempts, refused)
-            return
+            return False
     if manifests:
         _refusals.pop(uid, None)
+    return True
 
 
 @kopf.on.startup()

@@ -74,6 +74,12 @@ class Kube:
                 raise Conflict(f"{namespace}/{name} changed meanwhile") from exc
             raise
 
+    def mark_launched(self, namespace: str, name: str, world: int) -> None:
+        """Record that every pod of `world` was created (status.launchedGeneration). Unguarded: only the
+        operator writes the field, and the world it names only moves forward."""
+        body = {"status": {"launchedGeneration": world}}
+        self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, body)
+
     def list_pods(self, namespace: str, label_selector: str) -> list[Manifest]:
         response = self.core.list_namespaced_pod(namespace, label_selector=label_selector, _preload_content=False)
         return list(_json(response)["items"])

@@ -155,6 +155,9 @@ class Plan:
     create: list[Manifest] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    # The world these creates complete: once every one of them is created, the shell records it as
+    # launched at once (Kube.mark_launched), so a pod taken before the next look counts as lost.
+    launches: int | None = None
 
     def event(self, reason: str, message: str, warning: bool = False) -> None:
         self.events.append(Event("Warning" if warning else "Normal", reason, message))
@@ -242,6 +245,7 @@ def _hold_refused_creates(plan: Plan, refusal: CreateRefusal, now: datetime, met
                 f"{'s' if refusal.attempts > 1 else ''}; next in {wait_s:.0f} s)", now, meta_generation)
     if wait_s > 0:
         plan.create = []
+        plan.launches = None
 
 
 def _plan(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan:
@@ -440,6 +444,7 @@ def _plan(job: FineTuneJob, observed: Observed, decide: Decide) -> Plan:
                      if worker_name(ref.name, generation, placement.index) not in present]
         if to_create:
             plan.create += to_create
+            plan.launches = generation
             return plan
         status.launched_generation = generation
 
