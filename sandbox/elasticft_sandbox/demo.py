@@ -32,9 +32,10 @@ import yaml
 
 from elasticft.api.models import FineTuneJobSpec
 from elasticft.controller.sizing import prior_params
-from elasticft.controller.status import Prices, deadline_of
+from elasticft.controller.status import deadline_of
 from elasticft.policy.decision import Decision
 from elasticft.policy.throughput import fit_throughput, predict_throughput
+from elasticft.types import Prices
 from elasticft_sandbox.cluster import Job, LocalCluster, phase
 from elasticft_sandbox.nodepools import POOLS_DIR, PoolsConfig, load_pools
 from elasticft_sandbox.plot import plot_run

@@ -17,12 +17,13 @@ import numpy as np
 from elasticft.api.models import FineTuneJobSpec
 from elasticft.api.validation import feasible_world_sizes
 from elasticft.controller.replay import operator_policy, sim_job
-from elasticft.controller.status import Prices, deadline_of
+from elasticft.controller.status import deadline_of
 from elasticft.policy.decision import useful_max_workers
 from elasticft.policy.throughput import fit_throughput
 from elasticft.sim.baselines import on_demand, uniform_progress
 from elasticft.sim.replay import RunResult, replay
 from elasticft.sim.trace import SpotTrace
+from elasticft.types import Prices
 from elasticft_sandbox.nodepools import NodePool, PoolsConfig, load_trace, trace_target
 from elasticft_trainer.simulated_device import SimulatedDevice
 

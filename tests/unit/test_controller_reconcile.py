@@ -23,8 +23,8 @@ from elasticft.controller.reconcile import (
 )
 from elasticft.controller.run import parse_args
 from elasticft.controller.sizing import decide_size, fit_to_feasible
-from elasticft.controller.status import Prices
 from elasticft.signals.prometheus import generation_rate_window
+from elasticft.types import Prices
 from elasticft_trainer.config import ENV_PREFIX, TrainerConfig, env_name
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from elasticft.sim import baselines, known_distribution, omniscient
-from elasticft.sim.replay import Config, SimJob, SimObservation, follow_schedule, replay, start_ticks
+from elasticft.sim.replay import SimJob, SimObservation, follow_schedule, replay, start_ticks
 from elasticft.sim.trace import SpotTrace
+from elasticft.types import Size
 
 
 def trace_of(counts: list[int], gap_seconds: float = 3600.0) -> SpotTrace:
@@ -57,9 +58,9 @@ def test_outage_known_to_be_long_is_filled_with_on_demand() -> None:
     job = SimJob(work_hours=8.0, deadline_hours=10.0, restart_overhead_hours=0.25)
     trace = trace_of(([0] * 6 + [1] * 6) * 4)
     chosen = known_distribution.policy(job, trace.gap_seconds, trace.available)
-    choices: list[Config] = []
+    choices: list[Size] = []
 
-    def watch(observation: SimObservation) -> Config:
+    def watch(observation: SimObservation) -> Size:
         choices.append(chosen(observation))
         return choices[-1]
 

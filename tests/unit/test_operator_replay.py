@@ -14,11 +14,11 @@ from elasticft.api.durations import parse_duration
 from elasticft.api.models import FineTuneJobSpec
 from elasticft.api.validation import feasible_world_sizes
 from elasticft.controller.replay import operator_policy, sim_job
-from elasticft.controller.status import Prices
 from elasticft.policy.decision import useful_max_workers
 from elasticft.policy.throughput import fit_throughput, predict_throughput
-from elasticft.sim.replay import Config, SimObservation, replay
+from elasticft.sim.replay import SimObservation, replay
 from elasticft.sim.trace import SpotTrace
+from elasticft.types import Prices, Size
 from elasticft_trainer.simulated_device import SimulatedDevice
 
 V100 = SimulatedDevice(name="V100 (simulated)", sample_seconds=0.04, latency_seconds=0.01)
@@ -44,12 +44,12 @@ def availability(*runs: tuple[int, int]) -> SpotTrace:
     return SpotTrace("test", 1.0, np.array(counts, dtype=np.int64))
 
 
-def sizes_run(job: FineTuneJobSpec, curve: dict[int, float], trace: SpotTrace) -> tuple[list[Config], bool]:
+def sizes_run(job: FineTuneJobSpec, curve: dict[int, float], trace: SpotTrace) -> tuple[list[Size], bool]:
     """The configurations the replayed operator chose, in order, and whether it met the deadline."""
-    chosen: list[Config] = []
+    chosen: list[Size] = []
     policy = operator_policy(job, curve, 12.0, START, PRICES)
 
-    def recording(observation: SimObservation) -> Config:
+    def recording(observation: SimObservation) -> Size:
         config = policy(observation)
         if not chosen or chosen[-1] != config:
             chosen.append(config)
@@ -102,7 +102,7 @@ def test_job_stops_growing_where_a_measured_worker_adds_less_than_min_scaling_ef
     assert size_after_measuring(0.0) == 8
 
 
-def observation(job: FineTuneJobSpec, curve: dict[int, float], current: Config, spot_available: int,
+def observation(job: FineTuneJobSpec, curve: dict[int, float], current: Size, spot_available: int,
                 preempted: bool = False) -> SimObservation:
     return SimObservation(sim_job(job, curve, 12.0, 150.0, PRICES), 1 / 3600, 0.0, 0.0, current,
                           spot_available, PRICES.spot_per_hour, 0.0, 1.0, 1.0, preempted)

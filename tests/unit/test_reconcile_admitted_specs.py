@@ -24,7 +24,7 @@ from elasticft.controller.names import ON_DEMAND, ROLE_RENDEZVOUS, ROLE_WORKER, 
 from elasticft.controller.observe import PodView
 from elasticft.controller.reconcile import Measurement, Observed, plan_reconcile
 from elasticft.controller.sizing import decide_size
-from elasticft.controller.status import Prices
+from elasticft.types import Prices
 from elasticft_sandbox.apiserver.core_schemas import KUBERNETES_VERSION
 from elasticft_sandbox.apiserver.errors import ApiError
 from elasticft_sandbox.apiserver.resources import crd_resource_types

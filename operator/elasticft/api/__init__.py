@@ -10,10 +10,10 @@ from elasticft.api.models import (
     FineTuneJob,
     FineTuneJobSpec,
     FineTuneJobStatus,
-    Mode,
     Phase,
 )
 from elasticft.api.validation import FieldError, feasible_world_sizes, semantic_errors, validate_document
+from elasticft.types import Mode
 
 __all__ = [
     "API_VERSION",

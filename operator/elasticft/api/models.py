@@ -25,6 +25,7 @@ from elasticft.api.kubernetes import (
     QualifiedName,
     Quantity,
 )
+from elasticft.types import Mode
 
 GROUP = "elasticft.io"
 VERSION = "v1alpha1"
@@ -46,12 +47,6 @@ class ApiModel(BaseModel):
         extra="forbid",
         use_enum_values=True,
     )
-
-
-class Mode(StrEnum):
-    MIN_COST = "MinCost"
-    MIN_TIME = "MinTime"
-    BALANCED = "Balanced"
 
 
 class Precision(StrEnum):

@@ -26,11 +26,12 @@ from elasticft.controller.names import ROLE_WORKER, job_selector, rendezvous_nam
 from elasticft.controller.observe import node_view, pod_view
 from elasticft.controller.reconcile import CreateRefusal, Measurement, Observed, backoff_s, plan_reconcile
 from elasticft.controller.sizing import decide_size
-from elasticft.controller.status import Prices, condition_is, set_condition
+from elasticft.controller.status import condition_is, set_condition
 from elasticft.signals import prometheus as prometheus_source
 from elasticft.signals.prices import prices_from_configmap, prices_from_values, static_prices
 from elasticft.signals.throughput import StepRate
 from elasticft.signals.worker_metrics import scrape_worker
+from elasticft.types import Prices
 
 log = logging.getLogger(__name__)
 

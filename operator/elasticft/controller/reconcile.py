@@ -41,7 +41,6 @@ from elasticft.controller.names import (
 )
 from elasticft.controller.observe import NodeView, PodView, matching_nodes
 from elasticft.controller.status import (
-    Prices,
     accrue_cost,
     deadline_of,
     observe_spot,
@@ -50,6 +49,7 @@ from elasticft.controller.status import (
     update_progress,
     workers_summary,
 )
+from elasticft.types import Prices, Size
 
 # A spot pod unschedulable this long means the spot pool has no room for it.
 UNSCHEDULABLE_GRACE = timedelta(seconds=15)
@@ -68,19 +68,6 @@ FAILURE_BACKOFF_BASE_S = 5.0
 FAILURE_BACKOFF_MAX_S = 300.0
 
 TERMINAL = (Phase.SUCCEEDED, Phase.FAILED)
-
-
-@dataclass(frozen=True)
-class Size:
-    spot: int
-    on_demand: int
-
-    @property
-    def total(self) -> int:
-        return self.spot + self.on_demand
-
-    def __str__(self) -> str:
-        return f"{self.total} ({self.spot} spot + {self.on_demand} on-demand)"
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,11 @@ from datetime import datetime, timedelta
 
 from elasticft.api.models import FineTuneJobSpec, FineTuneJobStatus, Phase, SpotRun, ThroughputPoint
 from elasticft.api.validation import feasible_world_sizes
-from elasticft.controller.reconcile import Size, SizingRequest
+from elasticft.controller.reconcile import SizingRequest
 from elasticft.controller.sizing import decide_size
-from elasticft.controller.status import Prices, deadline_of
-from elasticft.sim.replay import IDLE, Config, SimJob, SimObservation, SimPolicy
+from elasticft.controller.status import deadline_of
+from elasticft.sim.replay import SimJob, SimObservation, SimPolicy
+from elasticft.types import IDLE, Prices, Size
 
 SECONDS_PER_HOUR = 3600.0
 
@@ -55,7 +56,7 @@ def operator_policy(spec: FineTuneJobSpec, curve: Mapping[int, float], restart_o
     generations = [0]
     overhead_known = [False]
 
-    def decide(observation: SimObservation) -> Config:
+    def decide(observation: SimObservation) -> Size:
         running = observation.current
         restarting = running != IDLE and observation.restart_overhead_left_hours > 0
         if running != IDLE and not restarting:
@@ -72,7 +73,7 @@ def operator_policy(spec: FineTuneJobSpec, curve: Mapping[int, float], restart_o
             feasible_sizes=feasible_world_sizes(spec), recent_preemption=observation.preempted,
         )
         size = decide_size(request).size
-        chosen = (size.spot, size.on_demand)
+        chosen = size
         if chosen != running or observation.preempted:
             generations[0] += 1
         return chosen

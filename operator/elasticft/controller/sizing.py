@@ -7,10 +7,11 @@ place that translates, so the simulator and the operator run the very same decis
 from __future__ import annotations
 
 from elasticft.api.durations import parse_duration
-from elasticft.api.models import FineTuneJobSpec, Mode
-from elasticft.controller.reconcile import Size, SizeDecision, SizingRequest
+from elasticft.api.models import FineTuneJobSpec
+from elasticft.controller.reconcile import SizeDecision, SizingRequest
 from elasticft.policy.decision import PolicyInput, decide
 from elasticft.policy.throughput import PRIOR, ThroughputParams
+from elasticft.types import Mode, Size
 
 # Before any restart has been measured, assume one costs this much (save + reschedule + load).
 DEFAULT_RESTART_OVERHEAD_S = 60.0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from elasticft.api.durations import format_duration, parse_duration
@@ -15,16 +14,6 @@ CURVE_SMOOTHING = 0.5
 # The latest moment status arithmetic produces; a day short of datetime.max so that any time zone
 # conversion of it stays in range. A finish or deadline further out is shown as this.
 LATEST_MOMENT = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
-
-
-@dataclass(frozen=True)
-class Prices:
-    spot_per_hour: float
-    on_demand_per_hour: float
-
-    def rate(self, spot: int, on_demand: int) -> float:
-        """USD per hour of spot + on-demand workers."""
-        return spot * self.spot_per_hour + on_demand * self.on_demand_per_hour
 
 
 def set_condition(

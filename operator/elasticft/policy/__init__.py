@@ -1,8 +1,8 @@
 """The policy layer: pure functions that size a job (docs/policy.md). No I/O, no Kubernetes."""
 
-from elasticft.api.models import Mode
 from elasticft.policy.decision import Decision, PolicyInput, decide
 from elasticft.policy.throughput import ThroughputParams, fit_throughput, predict_throughput
+from elasticft.types import Mode
 
 __all__ = [
     "Decision",

@@ -52,7 +52,6 @@ import functools
 import math
 from dataclasses import dataclass
 
-from elasticft.api.models import Mode
 from elasticft.policy.availability import SpotRun, expected_remaining_s, outages, periods, stretches
 from elasticft.policy.throughput import (
     PRIOR,
@@ -61,9 +60,9 @@ from elasticft.policy.throughput import (
     fit_throughput,
     predict_throughput,
 )
+from elasticft.types import Mode, Prices, Size
 
-# `Mode` stays importable from here for existing callers (controller/sizing.py); its home is the API.
-__all__ = ["Decision", "Mode", "PolicyInput", "decide"]
+__all__ = ["Decision", "PolicyInput", "decide"]
 
 #: Ahead of the pace line, an outage expected to outlast the slack above the line by this many restarts d
 #: is filled with on-demand at once rather than after it has spent that slack.
@@ -121,6 +120,19 @@ class PolicyInput:
     rescale_payback_s: float = 7200.0
     throughput_prior: ThroughputParams = PRIOR
 
+    @property
+    def prices(self) -> Prices:
+        return Prices(self.spot_price_per_hour, self.on_demand_price_per_hour)
+
+    @property
+    def current(self) -> Size:
+        return Size(self.current_spot, self.current_on_demand)
+
+    @property
+    def min_size(self) -> int:
+        """The smallest world worth running: min_workers, and never 0."""
+        return max(self.min_workers, 1)
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -133,6 +145,10 @@ class Decision:
     @property
     def workers(self) -> int:
         return self.spot + self.on_demand
+
+    @property
+    def size(self) -> Size:
+        return Size(self.spot, self.on_demand)
 
 
 def useful_max_workers(params: ThroughputParams, min_workers: int, max_workers: int,
@@ -155,8 +171,8 @@ def slack_seconds(inp: PolicyInput, params: ThroughputParams, full_size: int) ->
 
 
 def hourly_cost(inp: PolicyInput, spot: int, on_demand: int) -> float:
-    """Cost per hour of a configuration: spot * p_spot + on_demand * p_on_demand."""
-    return spot * inp.spot_price_per_hour + on_demand * inp.on_demand_price_per_hour
+    """Cost per hour of a configuration (`Prices.rate`): spot * p_spot + on_demand * p_on_demand."""
+    return inp.prices.rate(spot, on_demand)
 
 
 def projected_cost(inp: PolicyInput, params: ThroughputParams, spot: int, on_demand: int) -> float:
@@ -215,7 +231,7 @@ def on_demand_size(inp: PolicyInput, params: ThroughputParams, largest: int,
     (C/R = fraction, JOB_FRACTION by default). Spot, far cheaper at any size, may still use up to N workers."""
     if inp.seconds_left is None:
         return largest
-    for n in range(max(inp.min_workers, 1), largest):
+    for n in range(inp.min_size, largest):
         if inp.samples_left / predict_throughput(params, n) <= fraction * inp.seconds_left:
             return n
     return largest
@@ -243,7 +259,7 @@ def spot_size(inp: PolicyInput, params: ThroughputParams, largest: int) -> int:
     observed = sum(seconds for _, seconds in runs) + prior
     needed = inp.samples_left / (JOB_FRACTION * max(inp.seconds_left - inp.restart_remaining_s, 1.0))
     best, best_rate = largest, -1.0
-    for n in range(max(inp.min_workers, 1), largest + 1):
+    for n in range(inp.min_size, largest + 1):
         lengths = periods(runs, functools.partial(_at_least, n))
         useful = sum(max(length - inp.restart_overhead_s, 0.0) for length in lengths) + prior
         if lengths and runs[-1][0] >= n:  # the stretch in progress: its restart is not counted against it
@@ -306,7 +322,7 @@ def _cheapest(inp: PolicyInput, params: ThroughputParams, largest: int, spot_usa
         return _without_deadline(inp, params, largest, spot_usable, broken)
     full_size = on_demand_size(inp, params, largest)
     current = (inp.current_spot, inp.current_on_demand)
-    spot_ok = spot_usable >= max(inp.min_workers, 1)
+    spot_ok = spot_usable >= inp.min_size
     d, g = inp.restart_overhead_s, inp.decision_interval_s
     slack = slack_seconds(inp, params, full_size)
     line = pace_line_seconds(inp, params, full_size)
@@ -323,7 +339,7 @@ def _cheapest(inp: PolicyInput, params: ThroughputParams, largest: int, spot_usa
         return Decision(0, full_size, f"spot disabled: {full_size} on-demand finish by the deadline ({hours})")
     room_for_spot = slack - d >= 2 * d + g
     behind = slack < line
-    elastic = largest > max(inp.min_workers, 1) and inp.spot_enabled
+    elastic = largest > inp.min_size and inp.spot_enabled
     if elastic:
         # elastic: one robust spot size n* per spot period instead of every worker obtainable (rule 7)
         size = spot_size(inp, params, largest)
@@ -334,7 +350,7 @@ def _cheapest(inp: PolicyInput, params: ThroughputParams, largest: int, spot_usa
             spot_usable = size
         elif not behind and math.isfinite(inp.spot_availability_age_s):
             spot_usable = 0  # a dip below n*: wait for it to pass (or fill an outage) rather than re-form twice
-        spot_ok = spot_usable >= max(inp.min_workers, 1)
+        spot_ok = spot_usable >= inp.min_size
         fallback = (0, on_demand_size(inp, params, largest, ON_DEMAND_FILL_FRACTION))
 
     def spot_config(reason: str) -> Decision:
@@ -379,7 +395,7 @@ def expected_outage_left_s(inp: PolicyInput) -> float:
     if not math.isfinite(inp.spot_availability_age_s):
         return 0.0
     seen = outages(inp.spot_history, inp.spot_available if inp.spot_enabled else 0, inp.spot_availability_age_s,
-                   max(inp.min_workers, 1))
+                   inp.min_size)
     if seen.current_age_s is None:
         return 0.0
     return expected_remaining_s(seen.completed, seen.current_age_s)
@@ -401,7 +417,7 @@ def _without_deadline(inp: PolicyInput, params: ThroughputParams, full_size: int
     current = (inp.current_spot, inp.current_on_demand)
     if not inp.spot_enabled:
         return Decision(0, full_size, "no deadline and spot disabled: on-demand")
-    if spot_usable < max(inp.min_workers, 1):
+    if spot_usable < inp.min_size:
         return Decision(0, 0, f"no deadline: wait for spot ({spot_usable} obtainable)")
     if inp.current_spot > 0 and not broken and inp.current_on_demand == 0 and not (
             spot_usable > inp.current_spot and rescale_pays(inp, params, inp.current_spot, spot_usable)):
@@ -418,7 +434,7 @@ def _fastest(inp: PolicyInput, params: ThroughputParams, full_size: int, spot_us
     candidates = [(spot_usable, o) for o in range(on_demand_max, -1, -1)]
     candidates += [(s, 0) for s in range(spot_usable - 1, 0, -1)]
     for spot, on_demand in candidates:
-        if spot + on_demand < max(inp.min_workers, 1):
+        if spot + on_demand < inp.min_size:
             continue
         if projected_cost(inp, params, spot, on_demand) > budget_left:
             continue

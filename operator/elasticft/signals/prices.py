@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from elasticft.api.models import FineTuneJobSpec
-from elasticft.controller.status import Prices
+from elasticft.types import Prices
 
 # p3.2xlarge (one V100), the instance of the packaged Can't Be Late traces (elasticft/data): on-demand list
 # price and the typical spot price the paper uses (k = 3.14). Used when a job names no price.

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 
-from elasticft.sim.replay import IDLE, Config, SimObservation
+from elasticft.sim.replay import SimObservation
+from elasticft.types import IDLE, Size
 
 
 def _gang(observation: SimObservation) -> int:
@@ -33,12 +34,12 @@ def _past_point_of_no_return(observation: SimObservation, changeovers: int) -> b
     return ticks_needed >= ticks_left
 
 
-def on_demand(observation: SimObservation) -> Config:
+def on_demand(observation: SimObservation) -> Size:
     """Everything on on-demand at full size, from start to finish."""
-    return (0, _gang(observation))
+    return Size(0, _gang(observation))
 
 
-def greedy(observation: SimObservation) -> Config:
+def greedy(observation: SimObservation) -> Size:
     """Spot whenever N spot instances are available, idle otherwise, and a safety net.
 
     Once the ticks left no longer cover C(t) + 2d the job moves to on-demand for good; a spot run
@@ -47,15 +48,15 @@ def greedy(observation: SimObservation) -> Config:
     n = _gang(observation)
     on_spot = observation.current == (n, 0) and observation.restart_overhead_left_hours <= 1e-9
     if observation.current == (0, n):
-        return (0, n)
+        return Size(0, n)
     if _past_point_of_no_return(observation, changeovers=1):
-        return (n, 0) if on_spot else (0, n)
+        return Size(n, 0) if on_spot else Size(0, n)
     if _past_point_of_no_return(observation, changeovers=2) and not on_spot:
-        return (0, n)
-    return (n, 0) if observation.spot_available >= n else IDLE
+        return Size(0, n)
+    return Size(n, 0) if observation.spot_available >= n else IDLE
 
 
-def uniform_progress(observation: SimObservation) -> Config:
+def uniform_progress(observation: SimObservation) -> Size:
     """Uniform Progress (Can't Be Late), polarized to 0-or-N spot instances for a gang of N.
 
     With cp(t) the compute done and ep(t) = t * C0 / R0 the uniform-progress line:
@@ -73,18 +74,18 @@ def uniform_progress(observation: SimObservation) -> Config:
 
     progress = observation.work_done_hours / job.speedup[n]
     if _past_point_of_no_return(observation, changeovers=2):
-        return (0, n)
+        return Size(0, n)
     if observation.current == (0, n) and progress < expected_progress(observation.elapsed_hours + 2 * d):
-        return (0, n)
+        return Size(0, n)
     if observation.spot_available >= n:
-        return (n, 0)
+        return Size(n, 0)
     if progress < expected_progress(observation.elapsed_hours):
-        return (0, n)
+        return Size(0, n)
     return IDLE
 
 
-def throughput_only(observation: SimObservation) -> Config:
+def throughput_only(observation: SimObservation) -> Size:
     """DLRover-like: always N workers for the best throughput, spot first, on-demand for the rest."""
     n = _gang(observation)
     spot = min(observation.spot_available, n)
-    return (spot, n - spot)
+    return Size(spot, n - spot)

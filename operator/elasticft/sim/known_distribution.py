@@ -37,7 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from elasticft.sim.replay import IDLE, Config, SimJob, SimObservation, SimPolicy
+from elasticft.sim.replay import SimJob, SimObservation, SimPolicy
+from elasticft.types import IDLE, Size
 
 #: Ages are told apart up to this many ticks; older runs share one hazard.
 MAX_AGE_TICKS = 48
@@ -50,7 +51,7 @@ MISSED_DEADLINE_COST = 1e6
 MAX_TABLE_BYTES = 1 << 30
 
 #: Configurations by action index: idle, one spot worker, one on-demand worker.
-ACTIONS: tuple[Config, ...] = (IDLE, (1, 0), (0, 1))
+ACTIONS: tuple[Size, ...] = (IDLE, Size(1, 0), Size(0, 1))
 _IDLE, _SPOT, _ON_DEMAND = 0, 1, 2
 #: The action index of a configuration held; anything else running is the on-demand worker.
 _HELD = {IDLE: _IDLE, (1, 0): _SPOT}
@@ -104,7 +105,7 @@ class KnownDistributionPolicy:
     #: restart still owed (units) -> index into the actions' third axis
     owed_index: dict[int, int]
 
-    def __call__(self, observation: SimObservation) -> Config:
+    def __call__(self, observation: SimObservation) -> Size:
         g = self.gap_hours
         ticks_left = self.actions.shape[0] - 1 - round(observation.elapsed_hours / g)
         if ticks_left <= 0:

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from elasticft.sim.replay import IDLE, Config, SimJob
+from elasticft.sim.replay import SimJob
 from elasticft.sim.trace import SpotTrace
+from elasticft.types import IDLE, Size
 
 _BISECTION_STEPS = 32
 
@@ -39,16 +40,16 @@ _BISECTION_STEPS = 32
 class OmniscientPlan:
     """Per start point: the schedule (one configuration per tick) and the dual lower bound on its cost."""
 
-    schedules: list[list[Config]]
+    schedules: list[list[Size]]
     lower_bound: npt.NDArray[np.float64]
     feasible: npt.NDArray[np.bool_]
 
 
-def configurations(job: SimJob) -> list[Config]:
+def configurations(job: SimJob) -> list[Size]:
     """Idle plus every (spot, on_demand) whose size lies within [min_workers, max_workers]."""
     configs = [IDLE]
     for workers in range(max(job.min_workers, 1), job.max_workers + 1):
-        configs += [(spot, workers - spot) for spot in range(workers + 1)]
+        configs += [Size(spot, workers - spot) for spot in range(workers + 1)]
     return configs
 
 
@@ -123,7 +124,7 @@ def plan(job: SimJob, trace: SpotTrace, starts: list[int]) -> OmniscientPlan:
     schedules = []
     for b in range(batch):
         state = int(final[b])
-        schedule: list[Config] = [IDLE] * ticks
+        schedule: list[Size] = [IDLE] * ticks
         for i in range(ticks - 1, -1, -1):
             schedule[i] = configs[state]
             if switched_at[i][b, state]:
@@ -132,7 +133,7 @@ def plan(job: SimJob, trace: SpotTrace, starts: list[int]) -> OmniscientPlan:
     return OmniscientPlan(schedules, lower_bound, feasible)
 
 
-def _runs(schedule: list[Config]) -> list[tuple[int, int]]:
+def _runs(schedule: list[Size]) -> list[tuple[int, int]]:
     """Maximal [start, end) runs of one non-idle configuration."""
     runs = []
     start = 0
@@ -144,18 +145,18 @@ def _runs(schedule: list[Config]) -> list[tuple[int, int]]:
     return runs
 
 
-def _schedule_work(job: SimJob, schedule: list[Config], gap: float) -> float:
+def _schedule_work(job: SimJob, schedule: list[Size], gap: float) -> float:
     d = job.restart_overhead_hours
     return sum(job.speedup[sum(schedule[a])] * max((b - a) * gap - d, 0.0) for a, b in _runs(schedule))
 
 
-def _trim_surplus(job: SimJob, schedule: list[Config], gap: float) -> list[Config]:
+def _trim_surplus(job: SimJob, schedule: list[Size], gap: float) -> list[Size]:
     """Idle the costliest on-demand ticks (run ends) while the work left still covers the job."""
     trimmed = list(schedule)
     surplus = _schedule_work(job, trimmed, gap) - job.work_hours
     overhead_ticks = int(np.ceil(job.restart_overhead_hours / gap))
 
-    def price_per_work(config: Config) -> float:
+    def price_per_work(config: Size) -> float:
         spot, on_demand = config
         hourly = spot * job.spot_price_per_hour + on_demand * job.on_demand_price_per_hour
         return hourly / job.speedup[spot + on_demand]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from elasticft.policy import Mode, PolicyInput, decide
 from elasticft.sim import baselines
-from elasticft.sim.replay import Config, SimJob, SimObservation, SimPolicy
+from elasticft.sim.replay import SimJob, SimObservation, SimPolicy
+from elasticft.types import Size
 
 SECONDS_PER_HOUR = 3600.0
 
@@ -45,10 +46,10 @@ def _curve(job: SimJob) -> tuple[tuple[int, float], ...]:
     return tuple((n, job.speedup[n]) for n in range(1, job.max_workers + 1))
 
 
-def elasticft(observation: SimObservation) -> Config:
+def elasticft(observation: SimObservation) -> Size:
     """The operator's MinCost policy, unchanged."""
     decision = decide(policy_input(observation))
-    return (decision.spot, decision.on_demand)
+    return decision.size
 
 
 POLICIES: dict[str, SimPolicy] = {

@@ -20,11 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from elasticft.sim.trace import SpotTrace
-
-Config = tuple[int, int]
-"""(spot workers, on-demand workers)."""
-
-IDLE: Config = (0, 0)
+from elasticft.types import IDLE, Prices, Size
 
 #: Runs that have not finished by this multiple of the deadline are stopped and reported unfinished.
 GIVE_UP_AFTER_DEADLINES = 3.0
@@ -66,7 +62,7 @@ class SimObservation:
     gap_hours: float
     elapsed_hours: float
     work_done_hours: float
-    current: Config
+    current: Size
     spot_available: int
     spot_price_per_hour: float
     restart_overhead_left_hours: float
@@ -85,7 +81,7 @@ class SimObservation:
         return self.job.deadline_hours - self.elapsed_hours
 
 
-SimPolicy = Callable[[SimObservation], Config]
+SimPolicy = Callable[[SimObservation], Size]
 
 
 @dataclass(frozen=True)
@@ -122,7 +118,7 @@ def replay(job: SimJob, trace: SpotTrace, start_tick: int, policy: SimPolicy) ->
 
     work = 0.0
     work_since_checkpoint = 0.0
-    current: Config = IDLE
+    current: Size = IDLE
     overhead_left = 0.0
     since_change = 0.0
     since_availability_change = 0.0
@@ -143,7 +139,7 @@ def replay(job: SimJob, trace: SpotTrace, start_tick: int, policy: SimPolicy) ->
         if preempted and lose_on_preemption:
             work -= work_since_checkpoint
             work_since_checkpoint = 0.0
-        running = (min(current[0], spot_available), current[1])
+        running = Size(min(current.spot, spot_available), current.on_demand)
         observation = SimObservation(
             job, gap, i * gap, work, running, spot_available, spot_price, overhead_left, since_change,
             since_availability_change, preempted, history,
@@ -156,7 +152,7 @@ def replay(job: SimJob, trace: SpotTrace, start_tick: int, policy: SimPolicy) ->
             overhead_left = d if chosen != IDLE else 0.0
             restarts += chosen != IDLE
             work_since_checkpoint = 0.0
-        current = chosen
+        current = Size(*chosen)
         workers = current[0] + current[1]
         billed = gap
         if workers:
@@ -170,9 +166,10 @@ def replay(job: SimJob, trace: SpotTrace, start_tick: int, policy: SimPolicy) ->
             work += gained
             spot_work += gained * current[0] / workers
             on_demand_work += gained * current[1] / workers
-            work_cost += gained * (current[0] * spot_price + current[1] * job.on_demand_price_per_hour) / workers
+            hourly = Prices(spot_price, job.on_demand_price_per_hour).rate(*current)
+            work_cost += gained * hourly / workers
             work_since_checkpoint = (work_since_checkpoint + gained) % (rate * job.checkpoint_interval_hours)
-            cost += billed * (current[0] * spot_price + current[1] * job.on_demand_price_per_hour)
+            cost += billed * hourly
             spot_hours += billed * current[0]
             on_demand_hours += billed * current[1]
         since_change += gap
@@ -194,10 +191,10 @@ def start_ticks(trace: SpotTrace, job: SimJob, count: int) -> list[int]:
     return sorted({round(last * k / max(count - 1, 1)) for k in range(count)})
 
 
-def follow_schedule(schedule: Sequence[Config]) -> SimPolicy:
+def follow_schedule(schedule: Sequence[Size]) -> SimPolicy:
     """A policy that plays back a precomputed schedule (idle after its end)."""
 
-    def play(observation: SimObservation) -> Config:
+    def play(observation: SimObservation) -> Size:
         tick = round(observation.elapsed_hours / observation.gap_hours)
         return schedule[tick] if tick < len(schedule) else IDLE
 
