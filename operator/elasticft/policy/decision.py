@@ -18,28 +18,32 @@ Vocabulary (all times in seconds, throughput X(n) in samples/s from `policy.thro
 MinCost rules (single worker: Can't Be Late's Uniform Progress with its hysteresis replaced by slack
 arithmetic; N workers: the same on counts, with the elastic edge of using any k <= N spot workers):
 
-1. safety net: idle, or running below full speed, with S - d < 2d + g: move to N on-demand and stay;
-2. exploitation: a running spot generation is kept until it is preempted;
-3. taking risks: spot whenever at least `min_workers` spot workers are obtainable and S - d >= 2d + g
-   (so that one preemption and a move to on-demand still fit);
-4. uniform progress: with no usable spot, idle while S >= L, on-demand otherwise; behind the line, spot
-   workers are topped up to N with on-demand. Ahead of the line, an outage whose expected rest R(a)
-   (from the outages seen so far, `policy.availability`) exceeds S - L + 3d is filled with on-demand
-   at once: waiting it out would cross the line anyway, after spending slack a later spot run could use;
-5. leave on-demand for spot only if S - d >= 2d + g, the spot capacity has lasted one decision interval
-   (short-lived spot is the commonest kind and costs two restarts) and either S >= L or, behind the
-   line, a full-speed mix of spot and on-demand saves enough (rule 6); and only if the spot stretch's
-   expected rest R(a) saves more than the restart back to on-demand costs (`spot_stint_pays`);
-6. change a running generation only when the change repays its restart within `rescale_payback_s`:
-   in throughput, (X(new) - X(now)) * payback >= X(new) * d, or in money, with c the hourly cost,
-   (c(now) - c(new)) * payback >= c(new) * d; never within the cooldown;
-7. elastic (N > m): spot runs at one robust size n* (`spot_size`): the smallest n whose training share
-   u(n) over the availability seen so far (stretches with >= n obtainable, each entered with a restart d)
-   keeps X(n) * u(n) on the pace W / (0.8 (T - r)). A new spot generation starts at n* only when n*
-   are obtainable; a running one grows only up to n*; ahead of the line a measured dip below n* is
-   waited out (rules 3-4 with no usable spot) instead of re-forming smaller and growing back, two
-   restarts (with the availability's age not measured, the obtainable workers are used); an
-   outage is filled with on-demand at the smallest n with W / X(n) <= 0.95 T.
+1. safety net (`_rule1_safety_net`): idle, or running below full speed, with S - d < 2d + g: move to N
+   on-demand and stay;
+2. exploitation (`_rule2_keep_running_spot`): a running spot generation is kept until it is preempted;
+3. taking risks (`_rule3_take_spot`): spot whenever at least `min_workers` spot workers are obtainable
+   and S - d >= 2d + g (so that one preemption and a move to on-demand still fit);
+4. uniform progress (`_rule4_uniform_progress`; `_spot_disabled` when spot is off): with no usable spot,
+   idle while S >= L, on-demand otherwise; behind the line, spot workers are topped up to N with
+   on-demand. Ahead of the line, an outage whose expected rest R(a) (from the outages seen so far,
+   `policy.availability`) exceeds S - L + 3d is filled with on-demand at once: waiting it out would
+   cross the line anyway, after spending slack a later spot run could use;
+5. leave on-demand (`_rule5_leave_on_demand`) for spot only if S - d >= 2d + g, the spot capacity has
+   lasted one decision interval (short-lived spot is the commonest kind and costs two restarts) and
+   either S >= L or, behind the line, a full-speed mix of spot and on-demand saves enough (rule 6); and
+   only if the spot stretch's expected rest R(a) saves more than the restart back to on-demand costs
+   (`spot_stint_pays`);
+6. change a running generation (`rescale_pays`, `swap_pays`, used by rules 2 and 5) only when the change
+   repays its restart within `rescale_payback_s`: in throughput, (X(new) - X(now)) * payback >= X(new) *
+   d, or in money, with c the hourly cost, (c(now) - c(new)) * payback >= c(new) * d; never within the
+   cooldown;
+7. elastic (`_rule7_elastic_spot_size`; N > m): spot runs at one robust size n* (`spot_size`): the
+   smallest n whose training share u(n) over the availability seen so far (stretches with >= n
+   obtainable, each entered with a restart d) keeps X(n) * u(n) on the pace W / (0.8 (T - r)). A new
+   spot generation starts at n* only when n* are obtainable; a running one grows only up to n*; ahead of
+   the line a measured dip below n* is waited out (rules 3-4 with no usable spot) instead of re-forming
+   smaller and growing back, two restarts (with the availability's age not measured, the obtainable
+   workers are used); an outage is filled with on-demand at the smallest n with W / X(n) <= 0.95 T.
 
 MinTime runs the fastest configuration whose projected cost stays within the budget; Balanced is
 MinCost aiming halfway between the fastest finish and the deadline.
@@ -316,77 +320,151 @@ def _must_fall_back(inp: PolicyInput, params: ThroughputParams, full_size: int) 
 
 def _cheapest(inp: PolicyInput, params: ThroughputParams, largest: int, spot_usable: int,
               broken: bool) -> Decision:
-    """MinCost rules 1-6; the safety net falls back to N = `largest`, other on-demand use is N_od (and with
-    spot disabled, N_od is all there is: it runs from the start rather than waiting for spot)."""
+    """MinCost: the module docstring's rules in order, each a function named after its rule; the first
+    that decides ends the look. The safety net falls back to N = `largest`, other on-demand use is N_od."""
     if inp.seconds_left is None:
         return _without_deadline(inp, params, largest, spot_usable, broken)
     full_size = on_demand_size(inp, params, largest)
-    current = (inp.current_spot, inp.current_on_demand)
-    spot_ok = spot_usable >= inp.min_size
-    d, g = inp.restart_overhead_s, inp.decision_interval_s
     slack = slack_seconds(inp, params, full_size)
     line = pace_line_seconds(inp, params, full_size)
-    fallback = (0, full_size)
     hours = f"slack {slack / 3600:.2f} h, pace line {line / 3600:.2f} h"
-    if _must_fall_back(inp, params, largest):
-        if inp.current_spot == 0 and inp.current_on_demand >= largest:
-            return Decision(*current, f"on-demand until the end: {hours}")
-        return Decision(0, largest, f"safety net: {hours} leaves no room for another restart; all on-demand")
-    if not inp.spot_enabled:
-        # Nothing to wait for: N_od, the cheapest on-demand size that keeps the deadline's slack.
-        if inp.current_spot == 0 and inp.current_on_demand >= full_size and not broken:
-            return Decision(*current, f"spot disabled: keep {inp.current_on_demand} on-demand ({hours})")
-        return Decision(0, full_size, f"spot disabled: {full_size} on-demand finish by the deadline ({hours})")
-    room_for_spot = slack - d >= 2 * d + g
-    behind = slack < line
-    elastic = largest > inp.min_size and inp.spot_enabled
-    if elastic:
-        # elastic: one robust spot size n* per spot period instead of every worker obtainable (rule 7)
-        size = spot_size(inp, params, largest)
-        hours += f", spot size {size}"
-        if inp.current_spot > 0 and not broken:
-            spot_usable = min(inp.spot_available, max(size, inp.current_spot))
-        elif inp.spot_available >= size:
-            spot_usable = size
-        elif not behind and math.isfinite(inp.spot_availability_age_s):
-            spot_usable = 0  # a dip below n*: wait for it to pass (or fill an outage) rather than re-form twice
-        spot_ok = spot_usable >= inp.min_size
-        fallback = (0, on_demand_size(inp, params, largest, ON_DEMAND_FILL_FRACTION))
+    first = _rule1_safety_net(inp, params, largest, hours) or _spot_disabled(inp, full_size, broken, hours)
+    if first is not None:
+        return first
+    look = _MinCostLook(inp, params, broken, full_size, slack, line, hours, spot_usable, (0, full_size))
+    if largest > inp.min_size:
+        look = _rule7_elastic_spot_size(look, largest)
+    return (_rule5_leave_on_demand(look) or _rule2_keep_running_spot(look) or _rule3_take_spot(look)
+            or _rule4_uniform_progress(look))
 
-    def spot_config(reason: str) -> Decision:
-        top_up = max(full_size - spot_usable, 0) if behind and inp.on_demand_enabled else 0
-        return Decision(spot_usable, top_up, f"{reason}: {spot_usable} spot{f' + {top_up} on-demand' if top_up else ''}"
-                        f" ({hours})")
 
-    may_restart = room_for_spot and inp.spot_availability_age_s >= g and inp.restart_remaining_s <= 0
-    if inp.current_spot == 0 and inp.current_on_demand > 0 and not broken:
-        if spot_ok and may_restart:
-            target = spot_config("spot is back and stable, slack allows a restart")
-            # behind the line, a full-speed mix of spot and on-demand still beats all on-demand
-            if (not behind or (target.on_demand > 0 and swap_pays(inp, current, (target.spot, target.on_demand)))) \
-                    and spot_stint_pays(inp, params, current, (target.spot, target.on_demand)):
-                return target
-        return Decision(*current, f"stay on on-demand ({hours}, {spot_usable} spot obtainable)")
-    if inp.current_spot > 0 and not broken:
-        if spot_usable > inp.current_spot and may_restart:
-            target = spot_config(f"more spot obtainable ({inp.current_spot} -> {spot_usable})")
-            new = (target.spot, target.on_demand)
-            if rescale_pays(inp, params, sum(current), sum(new)) or swap_pays(inp, current, new):
-                return target
-        return Decision(*current, f"keep the running spot generation ({hours})")
-    # idle, or the running generation lost workers: choose afresh
-    if spot_ok and room_for_spot:
-        return spot_config("preempted, re-forming on spot" if inp.preempted else "re-forming on the spot obtainable"
-                           if broken else "spot obtainable")
+@dataclass(frozen=True)
+class _MinCostLook:
+    """What MinCost's rules 2-7 read at one look: N_od (`full_size`), S, L and the spot workers usable."""
+
+    inp: PolicyInput
+    params: ThroughputParams
+    broken: bool
+    full_size: int
+    slack: float
+    line: float
+    hours: str  # the slack and line, as every reason states them
+    spot_usable: int
+    fallback: tuple[int, int]  # the on-demand size an outage is filled with
+
+    @property
+    def spot_ok(self) -> bool:
+        return self.spot_usable >= self.inp.min_size
+
+    @property
+    def room_for_spot(self) -> bool:
+        """S - d >= 2d + g: one preemption and a move to on-demand still fit."""
+        d, g = self.inp.restart_overhead_s, self.inp.decision_interval_s
+        return self.slack - d >= 2 * d + g
+
+    @property
+    def behind(self) -> bool:
+        return self.slack < self.line
+
+    @property
+    def may_restart(self) -> bool:
+        """Room for a restart, spot lasting one decision interval, and no restart still in progress."""
+        inp = self.inp
+        return self.room_for_spot and inp.spot_availability_age_s >= inp.decision_interval_s \
+            and inp.restart_remaining_s <= 0
+
+    def spot_config(self, reason: str) -> Decision:
+        """The usable spot workers, topped up to N_od with on-demand behind the line (rule 4)."""
+        top_up = max(self.full_size - self.spot_usable, 0) if self.behind and self.inp.on_demand_enabled else 0
+        return Decision(self.spot_usable, top_up, f"{reason}: {self.spot_usable} spot"
+                        f"{f' + {top_up} on-demand' if top_up else ''} ({self.hours})")
+
+
+def _rule1_safety_net(inp: PolicyInput, params: ThroughputParams, largest: int, hours: str) -> Decision | None:
+    """Rule 1: below full speed with S - d < 2d + g, move to N on-demand and stay."""
+    if not _must_fall_back(inp, params, largest):
+        return None
+    if inp.current_spot == 0 and inp.current_on_demand >= largest:
+        return Decision(*inp.current, f"on-demand until the end: {hours}")
+    return Decision(0, largest, f"safety net: {hours} leaves no room for another restart; all on-demand")
+
+
+def _spot_disabled(inp: PolicyInput, full_size: int, broken: bool, hours: str) -> Decision | None:
+    """Rule 4 with spot disabled: nothing to wait for, N_od on-demand from the start."""
+    if inp.spot_enabled:
+        return None
+    if inp.current_spot == 0 and inp.current_on_demand >= full_size and not broken:
+        return Decision(*inp.current, f"spot disabled: keep {inp.current_on_demand} on-demand ({hours})")
+    return Decision(0, full_size, f"spot disabled: {full_size} on-demand finish by the deadline ({hours})")
+
+
+def _rule7_elastic_spot_size(look: _MinCostLook, largest: int) -> _MinCostLook:
+    """Rule 7: one robust spot size n* per spot period instead of every worker obtainable; a dip below n*
+    ahead of the line is waited out; an outage is filled at the ON_DEMAND_FILL_FRACTION size."""
+    inp = look.inp
+    size = spot_size(inp, look.params, largest)
+    spot_usable = look.spot_usable
+    if inp.current_spot > 0 and not look.broken:
+        spot_usable = min(inp.spot_available, max(size, inp.current_spot))
+    elif inp.spot_available >= size:
+        spot_usable = size
+    elif not look.behind and math.isfinite(inp.spot_availability_age_s):
+        spot_usable = 0  # a dip below n*: wait for it to pass (or fill an outage) rather than re-form twice
+    fallback = (0, on_demand_size(inp, look.params, largest, ON_DEMAND_FILL_FRACTION))
+    return dataclasses.replace(look, hours=f"{look.hours}, spot size {size}", spot_usable=spot_usable,
+                               fallback=fallback)
+
+
+def _rule5_leave_on_demand(look: _MinCostLook) -> Decision | None:
+    """Rule 5 (and 6 behind the line): on a running on-demand world, move to spot only when it pays."""
+    inp = look.inp
+    if not (inp.current_spot == 0 and inp.current_on_demand > 0 and not look.broken):
+        return None
+    if look.spot_ok and look.may_restart:
+        target = look.spot_config("spot is back and stable, slack allows a restart")
+        new = (target.spot, target.on_demand)
+        # behind the line, a full-speed mix of spot and on-demand still beats all on-demand
+        if (not look.behind or (target.on_demand > 0 and swap_pays(inp, inp.current, new))) \
+                and spot_stint_pays(inp, look.params, inp.current, new):
+            return target
+    return Decision(*inp.current, f"stay on on-demand ({look.hours}, {look.spot_usable} spot obtainable)")
+
+
+def _rule2_keep_running_spot(look: _MinCostLook) -> Decision | None:
+    """Rule 2: a running spot world is kept until preempted; rule 6: it grows only when that pays."""
+    inp = look.inp
+    if not (inp.current_spot > 0 and not look.broken):
+        return None
+    if look.spot_usable > inp.current_spot and look.may_restart:
+        target = look.spot_config(f"more spot obtainable ({inp.current_spot} -> {look.spot_usable})")
+        new = (target.spot, target.on_demand)
+        if rescale_pays(inp, look.params, sum(inp.current), sum(new)) or swap_pays(inp, inp.current, new):
+            return target
+    return Decision(*inp.current, f"keep the running spot generation ({look.hours})")
+
+
+def _rule3_take_spot(look: _MinCostLook) -> Decision | None:
+    """Rule 3: idle, or the running world lost workers: spot when enough is obtainable and S - d >= 2d + g."""
+    if not (look.spot_ok and look.room_for_spot):
+        return None
+    inp = look.inp
+    return look.spot_config("preempted, re-forming on spot" if inp.preempted else "re-forming on the spot obtainable"
+                            if look.broken else "spot obtainable")
+
+
+def _rule4_uniform_progress(look: _MinCostLook) -> Decision:
+    """Rule 4: no usable spot: on-demand behind the line or when the outage will outlast the slack above
+    it; otherwise wait for spot."""
+    inp = look.inp
     if not inp.on_demand_enabled:
-        return Decision(0, 0, f"waiting for spot: on-demand capacity is disabled ({hours})")
-    if behind or not room_for_spot:
-        return Decision(*fallback, f"behind the pace line, no usable spot: on-demand ({hours})")
+        return Decision(0, 0, f"waiting for spot: on-demand capacity is disabled ({look.hours})")
+    if look.behind or not look.room_for_spot:
+        return Decision(*look.fallback, f"behind the pace line, no usable spot: on-demand ({look.hours})")
     outage_left = expected_outage_left_s(inp)
-    if outage_left > slack - line + OUTAGE_MARGIN_RESTARTS * d:
-        return Decision(*fallback, f"the outage is expected to last {outage_left / 3600:.2f} h more, past the"
-                        f" pace line: on-demand now ({hours})")
-    return Decision(0, 0, f"wait for spot: ahead of the pace line ({hours})")
+    if outage_left > look.slack - look.line + OUTAGE_MARGIN_RESTARTS * inp.restart_overhead_s:
+        return Decision(*look.fallback, f"the outage is expected to last {outage_left / 3600:.2f} h more, past the"
+                        f" pace line: on-demand now ({look.hours})")
+    return Decision(0, 0, f"wait for spot: ahead of the pace line ({look.hours})")
 
 
 def expected_outage_left_s(inp: PolicyInput) -> float:
