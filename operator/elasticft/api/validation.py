@@ -35,6 +35,8 @@ LONGEST_DURATION_S = 10 * 366 * 24 * 3600.0
 MOST_DOCUMENT_VALUES = 100_000
 _SHORT_REPR = reprlib.Repr()
 _SHORT_REPR.maxlevel, _SHORT_REPR.maxdict, _SHORT_REPR.maxlist, _SHORT_REPR.maxstring = 2, 4, 4, 50
+#: How a rule reports a broken field: fail(path below spec, message).
+Fail = Callable[[str, str], None]
 
 
 @dataclass(frozen=True)
@@ -114,12 +116,24 @@ def _cheapest_price(spec: FineTuneJobSpec) -> float | None:
 
 def semantic_errors(job: FineTuneJob, now: datetime) -> list[FieldError]:
     """Rules that span fields or depend on time; each error names the field a user must change."""
-    spec = job.spec
     errors: list[FieldError] = []
 
     def fail(path: str, message: str) -> None:
         errors.append(FieldError(f"spec.{path}", message))
 
+    spec = job.spec
+    _check_references(spec, fail)
+    _check_sizes(spec, fail)
+    _check_times(spec, now, fail)
+    _check_capacity(spec, fail)
+    _check_budget(spec, fail)
+    _check_checkpoint_and_env(spec, fail)
+    _check_processes(spec, fail)
+    return errors
+
+
+def _check_references(spec: FineTuneJobSpec, fail: Fail) -> None:
+    """The model and dataset references, and the classification block with its task."""
     if (spec.task == Task.CLASSIFICATION) != (spec.classification is not None):
         fail("classification", "set it exactly when task is classification")
     for name, reference in (("model", spec.model), ("dataset", spec.dataset or "")):
@@ -127,12 +141,14 @@ def semantic_errors(job: FineTuneJob, now: datetime) -> list[FieldError]:
         if reference.startswith(PACKAGE_PREFIX) and not module.isidentifier():
             fail(name, f"package:MODULE[/PATH] needs an importable module name (got {module!r})")
 
+
+def _check_sizes(spec: FineTuneJobSpec, fail: Fail) -> None:
+    """Worker counts, steps, and the global batch against the processes of the smallest and largest size."""
     elastic = spec.elastic
     if elastic.min_workers > elastic.max_workers:
         fail("elastic.minWorkers", f"must be <= maxWorkers ({elastic.min_workers} > {elastic.max_workers})")
     if (spec.total_steps is None) == (spec.epochs is None):
         fail("totalSteps", "exactly one of totalSteps and epochs must be set")
-
     ranks_at_max = elastic.max_workers * spec.nproc_per_worker
     if spec.global_batch_size < ranks_at_max:
         fail(
@@ -150,6 +166,10 @@ def semantic_errors(job: FineTuneJob, now: datetime) -> list[FieldError]:
                     f"({spec.global_batch_size} % {ranks} = {spec.global_batch_size % ranks})",
                 )
 
+
+
+def _check_times(spec: FineTuneJobSpec, now: datetime, fail: Fail) -> None:
+    """Durations and the deadline (which must lie far enough in the future)."""
     objective = spec.objective
     if objective.max_duration is not None:
         _check_duration(fail, "objective.maxDuration", objective.max_duration, SHORTEST_JOB_S)
@@ -167,6 +187,9 @@ def semantic_errors(job: FineTuneJob, now: datetime) -> list[FieldError]:
             fail("objective.deadline", f"must leave the job at least {format_duration(SHORTEST_JOB_S)} "
                  f"(it is {deadline.isoformat()}, now {now.isoformat()})")
 
+
+def _check_capacity(spec: FineTuneJobSpec, fail: Fail) -> None:
+    """The capacity pools, telling them apart, and where prices come from."""
     capacity = spec.capacity
     if not capacity.spot.enabled and not capacity.on_demand.enabled:
         fail("capacity", "at least one of spot and onDemand must be enabled")
@@ -189,6 +212,10 @@ def semantic_errors(job: FineTuneJob, now: datetime) -> list[FieldError]:
     if spec.metrics.prometheus_url and not spec.metrics.prometheus_url.startswith(("http://", "https://")):
         fail("metrics.prometheusURL", f"must be an http(s) URL (got {spec.metrics.prometheus_url!r})")
 
+
+def _check_budget(spec: FineTuneJobSpec, fail: Fail) -> None:
+    """A budget the cheapest possible rate or run already exceeds."""
+    objective, elastic = spec.objective, spec.elastic
     cheapest = _cheapest_price(spec)
     budget = objective.budget
     if budget.max_cost_per_hour is not None and cheapest is not None:
@@ -209,6 +236,9 @@ def semantic_errors(job: FineTuneJob, now: datetime) -> list[FieldError]:
                 f"is below the cheapest possible run ({hours:.2f} worker-hours × {cheapest}/h = {floor:.2f})",
             )
 
+
+def _check_checkpoint_and_env(spec: FineTuneJobSpec, fail: Fail) -> None:
+    """The checkpoint volume and interval, and the user's environment variables."""
     volume = spec.checkpoint.volume
     chosen = [name for name, on in (("claimName", volume.claim_name), ("emptyDir", volume.empty_dir),
                                       ("hostPath", volume.host_path)) if on]
@@ -216,7 +246,6 @@ def semantic_errors(job: FineTuneJob, now: datetime) -> list[FieldError]:
         fail("checkpoint.volume", f"set at most one of claimName, emptyDir, hostPath (got {', '.join(chosen)})")
     if spec.checkpoint.interval_steps is None and spec.checkpoint.interval_seconds is None:
         fail("checkpoint.intervalSteps", "set intervalSteps or intervalSeconds (or both)")
-
     seen: set[str] = set()
     for index, var in enumerate(spec.env):
         if var.name.startswith(RESERVED_ENV_PREFIX):
@@ -225,12 +254,14 @@ def semantic_errors(job: FineTuneJob, now: datetime) -> list[FieldError]:
             fail(f"env[{index}].name", f"duplicate variable {var.name}")
         seen.add(var.name)
 
+
+def _check_processes(spec: FineTuneJobSpec, fail: Fail) -> None:
+    """Processes per worker against its GPUs, and the micro-batch against the global batch."""
     gpus = spec.resources.limits.get(GPU_RESOURCE, spec.resources.requests.get(GPU_RESOURCE))
     if gpus is not None and str(gpus) != str(spec.nproc_per_worker):
         fail("nprocPerWorker", f"must equal the {GPU_RESOURCE} per worker ({spec.nproc_per_worker} != {gpus})")
     if spec.micro_batch_size is not None and spec.micro_batch_size > spec.global_batch_size:
         fail("microBatchSize", f"must be <= globalBatchSize ({spec.micro_batch_size} > {spec.global_batch_size})")
-    return errors
 
 
 def _holds_more_values(document: object, limit: int) -> bool:
@@ -255,7 +286,7 @@ def _timestamp_text(value: object) -> str:
     raise TypeError(f"{type(value).__name__} is not a JSON value")
 
 
-def _check_duration(fail: Callable[[str, str], None], path: str, text: str, shortest_s: float) -> None:
+def _check_duration(fail: Fail, path: str, text: str, shortest_s: float) -> None:
     """A duration between `shortest_s` and ten years (date arithmetic on it then never overflows)."""
     seconds = parse_duration(text)
     if seconds < shortest_s:
@@ -264,7 +295,7 @@ def _check_duration(fail: Callable[[str, str], None], path: str, text: str, shor
         fail(path, f"must be at most {format_duration(LONGEST_DURATION_S)} (ten years; got {text})")
 
 
-def _check_tolerations(fail: Callable[[str, str], None], path: str, pool: CapacityPool) -> None:
+def _check_tolerations(fail: Fail, path: str, pool: CapacityPool) -> None:
     """The rules Kubernetes applies to a Pod's tolerations, which these are copied into."""
     for index, toleration in enumerate(pool.tolerations):
         where = f"{path}.tolerations[{index}]"

@@ -116,12 +116,8 @@ def replay(job: SimJob, trace: SpotTrace, start_tick: int, policy: SimPolicy) ->
     lose_on_preemption = job.preemption_notice_hours < job.checkpoint_save_hours
     max_ticks = math.ceil(job.deadline_hours * GIVE_UP_AFTER_DEADLINES / gap)
 
-    work = 0.0
-    work_since_checkpoint = 0.0
+    work = work_since_checkpoint = overhead_left = since_change = since_availability_change = 0.0
     current: Size = IDLE
-    overhead_left = 0.0
-    since_change = 0.0
-    since_availability_change = 0.0
     last_available = -1
     history: tuple[tuple[int, float], ...] = ()
     cost = spot_hours = on_demand_hours = spot_work = on_demand_work = work_cost = 0.0
