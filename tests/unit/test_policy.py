@@ -261,3 +261,16 @@ def test_min_cost_with_spot_disabled_and_a_deadline_runs_on_demand_at_the_size_t
     assert decision.on_demand >= 1 and "spot disabled" in decision.reason
     running = decide(dataclasses.replace(inp, current_on_demand=decision.on_demand))
     assert (running.spot, running.on_demand) == (0, decision.on_demand)
+
+
+def test_a_world_that_finishes_with_a_restart_to_spare_is_not_moved_by_the_safety_net() -> None:
+    # The last minute of a job on 2 spot workers: 30 s of work at X(2), 80 s left, d = 20 s, g = 10 s. The slack
+    # against 4 on-demand is below the 2d + g + d the safety net keeps, but moving there costs a restart (20 s)
+    # for work that 2 workers finish in 30 s, and a preemption at any moment would still leave room for it.
+    curve = ThroughputParams(lam=10.0, sigma=0.05)
+    end = job(samples_left=predict_throughput(curve, 2) * 30, seconds_left=80.0, restart_overhead_s=20.0,
+              decision_interval_s=10.0, current_spot=2, spot_available=2)
+    decision = decide(end)
+    assert decision.size == (2, 0) and "safety net" not in decision.reason
+    # Without the room for that restart (50 s left), the net still fires.
+    assert "safety net" in decide(dataclasses.replace(end, seconds_left=50.0)).reason

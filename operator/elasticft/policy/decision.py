@@ -19,7 +19,8 @@ MinCost rules (single worker: Can't Be Late's Uniform Progress with its hysteres
 arithmetic; N workers: the same on counts, with the elastic edge of using any k <= N spot workers):
 
 1. safety net (`_rule1_safety_net`): idle, or running below full speed, with S - d < 2d + g: move to N
-   on-demand and stay;
+   on-demand and stay; unless the running world of k finishes with a restart to spare, W / X(k) <= T - r
+   - d - g (`_finishes_where_it_is`);
 2. exploitation (`_rule2_keep_running_spot`): a running spot generation is kept until it is preempted;
 3. taking risks (`_rule3_take_spot`): spot whenever at least `min_workers` spot workers are obtainable
    and S - d >= 2d + g (so that one preemption and a move to on-demand still fit);
@@ -315,7 +316,21 @@ def _must_fall_back(inp: PolicyInput, params: ThroughputParams, full_size: int) 
     if inp.current_spot + inp.current_on_demand >= full_size and not inp.preempted:
         return False  # full speed spends no slack; entering it left room for one more restart
     d, g = inp.restart_overhead_s, inp.decision_interval_s
+    if _finishes_where_it_is(inp, params):
+        return False
     return slack_seconds(inp, params, full_size) - d < 2 * d + g
+
+
+def _finishes_where_it_is(inp: PolicyInput, params: ThroughputParams) -> bool:
+    """A running world of k workers that finishes with d + g to spare, W / X(k) <= T - r - d - g, needs no
+    safety net: a preemption at any moment t of its run still leaves t + d + (W - X(k) t) / X(N) <=
+    W / X(k) + d of time for the restart onto N on-demand. Moving it to N instead spends a restart d on
+    work it would have finished in less (the end of a job, where W is small)."""
+    workers = inp.current_spot + inp.current_on_demand
+    if workers == 0 or inp.preempted or inp.seconds_left is None:
+        return False
+    time_left = inp.seconds_left - inp.restart_remaining_s - inp.restart_overhead_s - inp.decision_interval_s
+    return inp.samples_left / predict_throughput(params, workers) <= time_left
 
 
 def _cheapest(inp: PolicyInput, params: ThroughputParams, largest: int, spot_usable: int,
