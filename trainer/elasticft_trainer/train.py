@@ -32,6 +32,7 @@ from .checkpoint import CheckpointManager, TrainingProgress, TrainState
 from .classification import LabelledTexts, build_labelled_texts
 from .config import TrainerConfig, load_config
 from .data import SampleRef, TokenWindows, build_windows, micro_batches, rank_samples
+from .logs import configure_logging
 from .metrics import TrainerMetrics
 from .model import build_model, load_encoder, trainable_parameter_count
 from .runtime import (
@@ -256,15 +257,6 @@ def train(config: TrainerConfig, world: World, plan: DevicePlan, stop: StopReque
     return summary, EXIT_PEER_STOPPED if reason == "peer-stopped" else 0
 
 
-def setup_logging(rank: int) -> None:
-    """The one logging setup of the trainer: timestamped key facts on stderr, tagged with the rank."""
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format=f"%(asctime)s rank={rank} %(levelname)s %(name)s: %(message)s",
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m elasticft_trainer`; returns the process exit code."""
     die_with_agent()
@@ -272,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop.install()
     config = load_config(sys.argv[1:] if argv is None else argv, os.environ)
     world = world_from_environ(os.environ)
-    setup_logging(world.rank)
+    configure_logging(world.rank)
     plan = select_device(torch.cuda.is_available(), world.local_rank, config.precision)
     if plan.device_type == "cpu":
         torch.set_num_threads(cpu_thread_count(config.cpu_threads, os.environ))
