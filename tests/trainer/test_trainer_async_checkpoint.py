@@ -80,3 +80,17 @@ def test_background_saves_commit_in_order_and_keep_only_the_newest(world_of_one:
     assert sorted(path.name for path in tmp_path.glob("step-*")) == ["step-00000004", "step-00000005"]
     assert (tmp_path / "latest").read_text().strip() == "step-00000005"
     assert all((tmp_path / name / "trainer.json").is_file() for name in ("step-00000004", "step-00000005"))
+
+
+def test_the_last_step_and_an_agreed_stop_save_blocking_and_intervals_save_in_the_background(
+    world_of_one: None, tmp_path: Path
+) -> None:
+    manager = CheckpointManager(str(tmp_path), "test-job", keep=2, async_mode=True, interval_steps=4)
+    decide = manager.should_save
+    assert [decide(step, 10, stopping=False, timer_voted=False) for step in range(1, 11)] == [
+        None, None, None, "periodic", None, None, None, "periodic", None, "final"]
+    assert decide(3, 10, stopping=True, timer_voted=False) == "emergency"
+    assert decide(10, 10, stopping=True, timer_voted=True) == "final"
+    assert decide(3, 10, stopping=False, timer_voted=True) == "periodic"
+    assert not manager.save_timer_due()  # no interval_seconds: the clock never votes
+    manager.close()

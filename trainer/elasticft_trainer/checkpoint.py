@@ -28,9 +28,9 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import torch
 import torch.distributed as dist
@@ -51,6 +51,8 @@ MANIFEST = "trainer.json"
 REJECTED_PREFIX = "rejected-"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 _DIGEST_CHUNK = 1 << 20
+#: How a step's checkpoint is written: "periodic" in the background, "emergency" and "final" blocking.
+SaveKind = Literal["periodic", "emergency", "final"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,16 @@ class TrainingProgress:
     world_sizes: tuple[int, ...] = ()
     initial_loss: float | None = None
     loss: float | None = None
+
+    def after_step(self, samples: int, loss: float) -> TrainingProgress:
+        """The progress one step later: `samples` more consumed, `loss` the last; the first step's is the initial."""
+        return replace(
+            self,
+            step=self.step + 1,
+            consumed_samples=self.consumed_samples + samples,
+            initial_loss=loss if self.initial_loss is None else self.initial_loss,
+            loss=loss,
+        )
 
 
 @dataclass(frozen=True)
@@ -260,10 +272,10 @@ class _PendingSave:
 
 
 class CheckpointManager:
-    """Owns the checkpoint directory: collective save/load, commit on rank 0, retention.
+    """Owns the checkpoint directory: when to save, collective save/load, commit on rank 0, retention.
 
-    All ranks call `load`, `save` and `wait` at the same steps (they are collective); only rank 0
-    touches `latest`, manifests and retention. Saves run on their own gloo group so that background
+    All ranks call `load`, `maybe_save`, `save` and `wait` at the same steps (they are collective); only
+    rank 0 touches `latest`, manifests and retention. Saves run on their own gloo group so that background
     collectives never interleave with training collectives.
 
     An async save hands the whole job to one long-lived writer thread: collect the state dict,
@@ -281,15 +293,23 @@ class CheckpointManager:
         job: str,
         keep: int,
         async_mode: bool,
+        *,
+        interval_steps: int = 0,
+        interval_seconds: float = 0.0,
         on_blocked: Callable[[float], None] | None = None,
     ) -> None:
-        """`job` is recorded in every manifest (a load refuses other jobs' checkpoints); `on_blocked`
+        """`job` is recorded in every manifest (a load refuses other jobs' checkpoints); `interval_steps`
+        and `interval_seconds` time the periodic saves (0: never by that measure); `on_blocked`
         receives, per save, the seconds training waited for it."""
         self.directory = Path(directory) if directory else None
         self.job = job
         self.on_blocked = on_blocked
         self.keep = keep
         self.async_mode = async_mode
+        self.interval_steps = interval_steps
+        self.interval_seconds = interval_seconds
+        # Start of the current periodic-save interval: the resume, then each periodic save.
+        self._interval_started = time.monotonic()
         self.is_coordinator = dist.get_rank() == 0
         self.group = dist.new_group(backend="gloo")
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
@@ -320,8 +340,15 @@ class CheckpointManager:
         load that fails on any rank rejects that checkpoint (renamed, never tried again) and the
         previous one is tried. When a load failed and nothing older is left, `state` may hold part of
         the rejected checkpoint, so this raises `NoUsableCheckpoint` instead of training from it; the
-        next start finds no candidate and begins from step 0.
+        next start finds no candidate and begins from step 0. The periodic-save clock starts once the
+        load is done: from then on the state on disk is the state in memory.
         """
+        resumed = self._load_newest(state)
+        self._interval_started = time.monotonic()
+        return resumed
+
+    def _load_newest(self, state: TrainState) -> tuple[TrainingProgress, float] | None:
+        """`load`, before the clock starts."""
         if self.directory is None:
             return None
         load_failed = False
@@ -404,6 +431,36 @@ class CheckpointManager:
             return (self.directory / LATEST).read_text().strip() or None
         except OSError:
             return None
+
+    def save_timer_due(self) -> bool:
+        """This rank's vote for a save by time: `interval_seconds` passed since the resume or the last periodic save."""
+        return 0 < self.interval_seconds <= time.monotonic() - self._interval_started
+
+    def should_save(self, step: int, total_steps: int, *, stopping: bool, timer_voted: bool) -> SaveKind | None:
+        """Whether the checkpoint of `step` (just trained) is written now, and how; the first rule that holds:
+
+        1. final: `step` is the job's last, blocking (the summary says completed only once it is saved);
+        2. emergency: the ranks agreed to stop (a SIGTERM somewhere), blocking, before the process exits;
+        3. periodic: every `interval_steps` steps, or when some rank's `save_timer_due` voted, in the background.
+        """
+        if step >= total_steps:
+            return "final"
+        if stopping:
+            return "emergency"
+        if timer_voted or (self.interval_steps > 0 and step % self.interval_steps == 0):
+            return "periodic"
+        return None
+
+    def maybe_save(
+        self, progress: TrainingProgress, state: TrainState, total_steps: int, *, stopping: bool, timer_voted: bool
+    ) -> None:
+        """Save `progress.step` as `should_save` decides; every rank calls it after every step."""
+        kind = self.should_save(progress.step, total_steps, stopping=stopping, timer_voted=timer_voted)
+        if kind is None:
+            return
+        self.save(progress, state, blocking=kind != "periodic")
+        if kind == "periodic":
+            self._interval_started = time.monotonic()
 
     def save(self, progress: TrainingProgress, state: TrainState, blocking: bool) -> None:
         """Checkpoint `progress.step`; returns once training may continue.

@@ -116,13 +116,14 @@ def build_classifier(config: TrainerConfig) -> nn.Module:
     from transformers import AutoModelForSequenceClassification
 
     directory = model_directory(config.model)
-    classifier: nn.Module = AutoModelForSequenceClassification.from_pretrained(
+    pretrained = AutoModelForSequenceClassification.from_pretrained(
         directory, num_labels=len(config.label_list), dtype=torch.float32
     )
-    pad_token_id = classifier.config.pad_token_id  # type: ignore[union-attr]
+    pad_token_id: int | None = pretrained.config.pad_token_id
+    classifier: nn.Module = pretrained
     if config.lora_rank > 0:
         # SEQ_CLS makes peft keep the new head trainable (and checkpointed) beside the adapters.
-        classifier = with_lora(classifier, config, None, task_type="SEQ_CLS")
+        classifier = with_lora(pretrained, config, None, task_type="SEQ_CLS")
     return ClassifierLogits(classifier, int(pad_token_id or 0))
 
 
@@ -150,5 +151,5 @@ def evaluate(model: nn.Module, texts: LabelledTexts, batch_size: int = 128) -> C
     model.train(was_training)
     predicted = torch.cat(predictions)
     correct = predicted == texts.labels
-    recalls = [float(correct[texts.labels == c].float().mean()) for c in texts.labels.unique()]
+    recalls = [float(correct[texts.labels == c].float().mean()) for c in torch.unique(texts.labels)]
     return ClassifierScore(loss_sum / texts.num_samples, float(correct.float().mean()), float(np.mean(recalls)))

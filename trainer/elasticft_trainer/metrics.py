@@ -99,6 +99,25 @@ class TrainerMetrics:
         log.info("metrics on http://%s:%d/metrics", host, bound_port)
         return bound_port
 
+    def record_resume(self, step: int, rejected_step: int | None, load_seconds: float | None) -> None:
+        """Where training starts: the resume `step` (0: fresh), the newest checkpoint a load refused
+        (None: none) and the seconds the resume took (None: nothing was loaded)."""
+        self.checkpoint_rejected_step.set(rejected_step or 0)
+        if load_seconds is not None:
+            self.checkpoint_load_seconds.observe(load_seconds)
+        self.step.set(step)
+
+    def record_step(self, step: int, samples: int, loss: float, committed_step: int | None) -> None:
+        """One optimizer step done: `samples` this rank trained on, the global `loss`, and the newest
+        committed checkpoint (None: none yet)."""
+        self.steps.inc()
+        self.samples.inc(samples)
+        self.step.set(step)
+        self.loss.set(loss)
+        if committed_step is not None:
+            # What the operator shows as status.lastCheckpoint.step (also the resume point, at first).
+            self.checkpoint_step.set(committed_step)
+
     def mark_training_started(self) -> None:
         """From now on `/healthz` answers 200."""
         self._training_started.set()

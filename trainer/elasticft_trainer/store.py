@@ -18,6 +18,8 @@ from types import FrameType
 
 import torch.distributed as dist
 
+from .logs import configure_logging
+
 log = logging.getLogger("elasticft_trainer.store")
 
 
@@ -27,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (the pod IP)")
     parser.add_argument("--port", type=int, default=29400, help="port to listen on")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
 
     stopped = threading.Event()
 

@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from types import FrameType
 
@@ -32,6 +32,7 @@ from .checkpoint import CheckpointManager, TrainingProgress, TrainState
 from .classification import LabelledTexts, build_labelled_texts
 from .config import TrainerConfig, load_config
 from .data import SampleRef, TokenWindows, build_windows, micro_batches, rank_samples
+from .logs import configure_logging
 from .metrics import TrainerMetrics
 from .model import build_model, load_encoder, trainable_parameter_count
 from .runtime import (
@@ -43,7 +44,7 @@ from .runtime import (
     start_process_group,
     world_from_environ,
 )
-from .simulated_device import pad_step
+from .simulated_device import SimulatedDevice, pad_step
 from .summary import RunSummary, StopReason, publish
 
 log = logging.getLogger("elasticft_trainer")
@@ -88,30 +89,53 @@ def agree(plan: DevicePlan, local_loss_sum: float, tokens: int, stop: bool, save
     return StepAgreement(loss=loss_sum / tokens, stop=stops > 0, save=saves > 0)
 
 
-def train_step(
-    model: DistributedDataParallel,
-    optimizer: torch.optim.Optimizer,
-    windows: TokenWindows | LabelledTexts,
-    samples: list[SampleRef],
-    config: TrainerConfig,
-    plan: DevicePlan,
-    loss_scale: float,
-    before_weights_change: Callable[[], None],
-) -> float:
-    """Forward/backward over this rank's share in micro-batches, then one optimizer step.
+@dataclass(frozen=True)
+class TrainingContext:
+    """What every step of this rank works with; built once per process by `build_context`."""
 
-    The summed token loss is multiplied by `loss_scale` = W / (B * targets per sample); DDP then averages over W
-    ranks, so the gradient is the mean over the global batch whatever W, shares and accumulation.
-    `before_weights_change` runs just before the optimizer step (a background checkpoint copy may
-    still be reading the weights). Returns this rank's summed token loss.
+    config: TrainerConfig
+    world: World
+    plan: DevicePlan
+    #: the DDP wrapper the steps run; `state` holds the bare model the checkpoints save
+    model: DistributedDataParallel
+    optimizer: torch.optim.Optimizer
+    data: TokenWindows | LabelledTexts
+    total_steps: int
+    state: TrainState
+    checkpoints: CheckpointManager
+    metrics: TrainerMetrics
+    #: the device whose step time each step is padded to (sandbox nodes), None on real hardware
+    simulated: SimulatedDevice | None
+    #: bytes the gradient all-reduce carries: fp32 gradients, whatever the autocast dtype
+    gradient_bytes: int
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Targets the loss sums over in one global batch."""
+        return self.config.global_batch_size * self.data.targets_per_sample
+
+    @property
+    def loss_scale(self) -> float:
+        """W / (B * targets per sample): DDP's mean over the W ranks then is the mean over the global batch."""
+        return self.world.world_size / self.tokens_per_step
+
+
+def train_step(context: TrainingContext, samples: list[SampleRef]) -> float:
+    """Forward/backward over this rank's `samples` in micro-batches, then one optimizer step.
+
+    The summed token loss is multiplied by `context.loss_scale`, so the gradient is the mean over the
+    global batch whatever W, shares and accumulation. The checkpoint manager's `before_weights_change`
+    runs just before the optimizer step (a background checkpoint copy may still be reading the
+    weights). Returns this rank's summed token loss.
     """
-    optimizer.zero_grad(set_to_none=True)
-    chunks = micro_batches(samples, config.micro_batch_size)
+    plan = context.plan
+    context.optimizer.zero_grad(set_to_none=True)
+    chunks = micro_batches(samples, context.config.micro_batch_size)
     loss_sum = torch.zeros((), dtype=torch.float64, device=plan.device)
     for index, chunk in enumerate(chunks):
-        inputs, targets = (tensor.to(plan.device) for tensor in windows.batch(chunk))
+        inputs, targets = (tensor.to(plan.device) for tensor in context.data.batch(chunk))
         # Only the last micro-batch all-reduces gradients; the others accumulate locally.
-        sync = contextlib.nullcontext() if index == len(chunks) - 1 else model.no_sync()
+        sync = contextlib.nullcontext() if index == len(chunks) - 1 else context.model.no_sync()
         autocast = (
             torch.autocast(plan.device_type, dtype=plan.autocast_dtype)
             if plan.autocast_dtype is not None
@@ -119,12 +143,12 @@ def train_step(
         )
         with sync:
             with autocast:
-                logits = model(inputs)
+                logits = context.model(inputs)
             loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="sum")
-            torch.autograd.backward(loss * loss_scale)
+            torch.autograd.backward(loss * context.loss_scale)
         loss_sum += loss.detach()
-    before_weights_change()
-    optimizer.step()
+    context.checkpoints.before_weights_change()
+    context.optimizer.step()
     return float(loss_sum.item())
 
 
@@ -135,116 +159,119 @@ def append_sample_log(path: str, step: int, world: World, samples: list[SampleRe
         handle.write(lines)
 
 
-def train(config: TrainerConfig, world: World, plan: DevicePlan, stop: StopRequest) -> tuple[RunSummary, int]:
-    """Run until the job's last step or an agreed stop; returns the summary and the exit code."""
+def start_metrics(config: TrainerConfig, world: World) -> TrainerMetrics:
+    """This rank's metrics, served on the configured port plus the local rank (0: any free port; < 0: none)."""
     metrics = TrainerMetrics(config.job_name, world.rank)
     if config.metrics_port >= 0:
         metrics.serve(config.metrics_host, config.metrics_port + world.local_rank if config.metrics_port else 0)
     metrics.world_size.set(world.world_size)
+    return metrics
 
-    windows: TokenWindows | LabelledTexts = (
-        build_labelled_texts(config, "train")
-        if config.task == "classification"
-        else build_windows(config.dataset, config.max_corpus_bytes, config.seq_len, load_encoder(config))
+
+def build_data(config: TrainerConfig) -> TokenWindows | LabelledTexts:
+    """The training samples of the job's task: labelled rows (classification) or token windows (causal LM)."""
+    if config.task == "classification":
+        return build_labelled_texts(config, "train")
+    return build_windows(config.dataset, config.max_corpus_bytes, config.seq_len, load_encoder(config))
+
+
+def log_simulated_device(simulated: SimulatedDevice, config: TrainerConfig, world: World, gradient_bytes: int) -> None:
+    """Say, once, that steps are padded to a simulated device's time and to how long."""
+    simulated_step_s = simulated.step_seconds(
+        -(-config.global_batch_size // world.world_size), world.world_size, gradient_bytes
     )
-    total_steps = config.steps_for(windows.num_samples)
+    log.info(
+        "simulated device time: %s, %.4f s a sample, %.3f s a step at world %d (not a GPU measurement)",
+        simulated.name, simulated.sample_seconds, simulated_step_s, world.world_size,
+    )
+
+
+def resume(
+    checkpoints: CheckpointManager, state: TrainState, metrics: TrainerMetrics, world: World
+) -> TrainingProgress:
+    """Load the newest usable checkpoint into `state`; the progress to go on from (step 0 when there is
+    none), with this world's size appended to the sizes it ran at."""
+    resumed = checkpoints.load(state)
+    progress = TrainingProgress(step=0, consumed_samples=0)
+    load_seconds: float | None = None
+    if resumed is not None:
+        progress, load_seconds = resumed
+        log.info("resumed at step %d (%d samples consumed) in %.2f s", progress.step, progress.consumed_samples,
+                 load_seconds)
+    metrics.record_resume(progress.step, checkpoints.last_rejected_step, load_seconds)
+    return replace(progress, world_sizes=(*progress.world_sizes, world.world_size))
+
+
+def build_context(config: TrainerConfig, world: World, plan: DevicePlan) -> tuple[TrainingContext, TrainingProgress]:
+    """Metrics, data, model, optimizer and checkpoints of this rank, resumed from the newest usable
+    checkpoint; returns them with the progress to go on from."""
+    metrics = start_metrics(config, world)
+    data = build_data(config)
+    total_steps = config.steps_for(data.num_samples)
     metrics.total_steps.set(total_steps)
     model = build_model(config).to(plan.device)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
     trainable, total = trainable_parameter_count(model)
     log.info(
         "model %s: %d trainable of %d parameters; corpus %d samples of %d tokens; world %d, device %s",
-        config.model, trainable, total, windows.num_samples, config.seq_len, world.world_size, plan.device,
+        config.model, trainable, total, data.num_samples, config.seq_len, world.world_size, plan.device,
     )
     simulated = config.device_profile
     gradient_bytes = trainable * 4  # fp32 gradients, whatever the autocast dtype
     if simulated is not None:
-        log.info(
-            "simulated device time: %s, %.4f s a sample, %.3f s a step at world %d (not a GPU measurement)",
-            simulated.name, simulated.sample_seconds,
-            simulated.step_seconds(-(-config.global_batch_size // world.world_size), world.world_size,
-                                   gradient_bytes),
-            world.world_size,
-        )
-
+        log_simulated_device(simulated, config, world, gradient_bytes)
     state = TrainState(model, optimizer, frozen_base=config.lora_rank > 0)
     checkpoints = CheckpointManager(
         config.checkpoint_dir,
         config.job_name,
         config.checkpoint_keep,
         config.checkpoint_async,
+        interval_steps=config.checkpoint_interval_steps,
+        interval_seconds=config.checkpoint_interval_seconds,
         on_blocked=metrics.checkpoint_save_seconds.observe,
     )
-    resumed = checkpoints.load(state)
-    metrics.checkpoint_rejected_step.set(checkpoints.last_rejected_step or 0)
-    progress = TrainingProgress(step=0, consumed_samples=0)
-    if resumed is not None:
-        progress, load_seconds = resumed
-        metrics.checkpoint_load_seconds.observe(load_seconds)
-        log.info("resumed at step %d (%d samples consumed) in %.2f s", progress.step, progress.consumed_samples,
-                 load_seconds)
-    progress = replace(progress, world_sizes=(*progress.world_sizes, world.world_size))
-    metrics.step.set(progress.step)
-
+    progress = resume(checkpoints, state, metrics, world)
+    # Wrapped after the resume: DDP broadcasts rank 0's weights as it wraps.
     ddp_model = DistributedDataParallel(model, device_ids=[plan.device] if plan.device_type == "cuda" else None)
-    loss_scale = world.world_size / (config.global_batch_size * windows.targets_per_sample)
-    tokens_per_step = config.global_batch_size * windows.targets_per_sample
-    last_save = time.monotonic()
-    reason: StopReason = "completed"
-    metrics.mark_training_started()
+    context = TrainingContext(
+        config=config, world=world, plan=plan, model=ddp_model, optimizer=optimizer, data=data,
+        total_steps=total_steps, state=state, checkpoints=checkpoints, metrics=metrics, simulated=simulated,
+        gradient_bytes=gradient_bytes,
+    )
+    return context, progress
 
-    while progress.step < total_steps:
-        step_started = time.monotonic()
-        samples = rank_samples(
-            config.seed, progress.consumed_samples, config.global_batch_size, world.world_size, world.rank,
-            windows.num_samples,
-        )
-        local_loss = train_step(
-            ddp_model, optimizer, windows, samples, config, plan, loss_scale, checkpoints.before_weights_change
-        )
-        if config.step_delay_s > 0:
-            time.sleep(config.step_delay_s)
-        timer_due = 0 < config.checkpoint_interval_seconds <= time.monotonic() - last_save
-        agreed = agree(plan, local_loss, tokens_per_step, stop.requested, timer_due)
-        if simulated is not None:  # after the real step and its all-reduces: pad to the simulated device's time
-            pad_step(simulated, step_started, len(samples), world.world_size, gradient_bytes)
-        progress = replace(
-            progress,
-            step=progress.step + 1,
-            consumed_samples=progress.consumed_samples + config.global_batch_size,
-            initial_loss=agreed.loss if progress.initial_loss is None else progress.initial_loss,
-            loss=agreed.loss,
-        )
-        if config.sample_log:
-            append_sample_log(config.sample_log, progress.step, world, samples)
-        metrics.steps.inc()
-        metrics.samples.inc(len(samples))
-        metrics.step.set(progress.step)
-        metrics.loss.set(agreed.loss)
-        if world.rank == 0 and (progress.step % PROGRESS_LOG_EVERY_STEPS == 0 or progress.step == 1):
-            log.info("step %d/%d loss %.4f", progress.step, total_steps, agreed.loss)
-        checkpoints.poll()
-        if checkpoints.last_committed_step is not None:
-            # What the operator shows as status.lastCheckpoint.step (also the resume point, at first).
-            metrics.checkpoint_step.set(checkpoints.last_committed_step)
 
-        if agreed.stop and progress.step < total_steps:
-            reason = "sigterm" if stop.requested else "peer-stopped"
-            log.warning("stopping after step %d (%s); saving an emergency checkpoint", progress.step, reason)
-            checkpoints.save(progress, state, blocking=True)
-            break
-        interval = config.checkpoint_interval_steps
-        if progress.step < total_steps and (agreed.save or (interval > 0 and progress.step % interval == 0)):
-            checkpoints.save(progress, state, blocking=False)
-            last_save = time.monotonic()
+def run_step(
+    context: TrainingContext, progress: TrainingProgress, stop: StopRequest
+) -> tuple[TrainingProgress, StepAgreement]:
+    """One step of the job on this rank: train on its share, agree with the other ranks, pad to the
+    simulated device, record; returns the progress after it and what the ranks agreed."""
+    config, world = context.config, context.world
+    step_started = time.monotonic()
+    samples = rank_samples(
+        config.seed, progress.consumed_samples, config.global_batch_size, world.world_size, world.rank,
+        context.data.num_samples,
+    )
+    local_loss = train_step(context, samples)
+    if config.step_delay_s > 0:
+        time.sleep(config.step_delay_s)
+    agreed = agree(context.plan, local_loss, context.tokens_per_step, stop.requested,
+                   context.checkpoints.save_timer_due())
+    if context.simulated is not None:  # after the real step and its all-reduces: pad to the simulated device's time
+        pad_step(context.simulated, step_started, len(samples), world.world_size, context.gradient_bytes)
+    progress = progress.after_step(config.global_batch_size, agreed.loss)
+    if config.sample_log:
+        append_sample_log(config.sample_log, progress.step, world, samples)
+    if world.rank == 0 and (progress.step % PROGRESS_LOG_EVERY_STEPS == 0 or progress.step == 1):
+        log.info("step %d/%d loss %.4f", progress.step, context.total_steps, agreed.loss)
+    context.checkpoints.poll()
+    context.metrics.record_step(progress.step, len(samples), agreed.loss, context.checkpoints.last_committed_step)
+    return progress, agreed
 
-    completed = progress.step >= total_steps
-    if completed:
-        checkpoints.save(progress, state, blocking=True)
-    checkpoints.close()
-    metrics.close()
-    summary = RunSummary(
-        completed=completed,
+
+def run_summary(progress: TrainingProgress, total_steps: int, reason: StopReason) -> RunSummary:
+    return RunSummary(
+        completed=progress.step >= total_steps,
         step=progress.step,
         total_steps=total_steps,
         samples=progress.consumed_samples,
@@ -253,16 +280,28 @@ def train(config: TrainerConfig, world: World, plan: DevicePlan, stop: StopReque
         world_sizes=list(progress.world_sizes),
         reason=reason,
     )
-    return summary, EXIT_PEER_STOPPED if reason == "peer-stopped" else 0
 
 
-def setup_logging(rank: int) -> None:
-    """The one logging setup of the trainer: timestamped key facts on stderr, tagged with the rank."""
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format=f"%(asctime)s rank={rank} %(levelname)s %(name)s: %(message)s",
-    )
+def train(config: TrainerConfig, world: World, plan: DevicePlan, stop: StopRequest) -> tuple[RunSummary, int]:
+    """Run until the job's last step or an agreed stop; returns the summary and the exit code.
+
+    After every step the checkpoint manager decides whether that step is saved: the last step and an
+    agreed stop blocking, the periodic ones in the background (`CheckpointManager.should_save`).
+    """
+    context, progress = build_context(config, world, plan)
+    context.metrics.mark_training_started()
+    reason: StopReason = "completed"
+    while progress.step < context.total_steps and reason == "completed":
+        progress, agreed = run_step(context, progress, stop)
+        if agreed.stop and progress.step < context.total_steps:
+            reason = "sigterm" if stop.requested else "peer-stopped"
+            log.warning("stopping after step %d (%s); saving an emergency checkpoint", progress.step, reason)
+        context.checkpoints.maybe_save(
+            progress, context.state, context.total_steps, stopping=agreed.stop, timer_voted=agreed.save
+        )
+    context.checkpoints.close()
+    context.metrics.close()
+    return run_summary(progress, context.total_steps, reason), EXIT_PEER_STOPPED if reason == "peer-stopped" else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -272,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop.install()
     config = load_config(sys.argv[1:] if argv is None else argv, os.environ)
     world = world_from_environ(os.environ)
-    setup_logging(world.rank)
+    configure_logging(world.rank)
     plan = select_device(torch.cuda.is_available(), world.local_rank, config.precision)
     if plan.device_type == "cpu":
         torch.set_num_threads(cpu_thread_count(config.cpu_threads, os.environ))
