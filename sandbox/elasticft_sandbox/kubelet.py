@@ -225,15 +225,7 @@ class PodWorker:
         launch.termination_log.write_text("")
         started_at = now_rfc3339()
         try:
-            process = await asyncio.create_subprocess_exec(
-                *launch.argv,
-                cwd=launch.cwd,
-                env=launch.env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-            )
+            process = await _start_in_container(launch.argv, launch, asyncio.subprocess.PIPE)
         except OSError as error:
             with self.log_path.open("ab") as log_file:
                 log_file.write(f"{error}\n".encode())
@@ -542,17 +534,19 @@ class Kubelet(Controller):
             task.cancel()
 
 
+async def _start_in_container(argv: Sequence[str], launch: Launch, output: int) -> asyncio.subprocess.Process:
+    """A process in the container's environment (its working directory and variables), stdin closed,
+    stdout and stderr together to `output`, in a session of its own so that a signal to the session
+    reaches whatever it starts."""
+    return await asyncio.create_subprocess_exec(
+        *argv, cwd=launch.cwd, env=launch.env, stdin=asyncio.subprocess.DEVNULL, stdout=output,
+        stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+    )
+
+
 async def _run_probe_command(check: ReadinessCheck, launch: Launch) -> bool:
     """An exec probe: the command, in the container's environment, succeeds when it exits 0 in time."""
-    process = await asyncio.create_subprocess_exec(
-        *check.command,
-        cwd=launch.cwd,
-        env=launch.env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = await _start_in_container(check.command, launch, asyncio.subprocess.DEVNULL)
     try:
         return await asyncio.wait_for(process.wait(), check.timeout_s) == 0
     except TimeoutError:

@@ -30,7 +30,7 @@ from . import (
     tables,
     validation,
 )
-from .errors import ApiError
+from .errors import ApiError, status_object
 from .patch import (
     APPLY_PATCH,
     JSON_PATCH,
@@ -526,13 +526,13 @@ class Routes:
         conditions.append({"type": "PodScheduled", "status": "True", "lastTransitionTime": now_rfc3339()})
         bound.setdefault("status", {})["conditions"] = conditions
         self.store.update(target.resource, target.namespace, target.name, bound, "binding")
-        return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201)
+        return _json(status_object("Success", 201), 201)
 
     async def _evict(self, request: web.Request, target: Target) -> web.Response:
         eviction = await self._body(request) or {}
         options = DeleteOptions.from_body(eviction.get("deleteOptions"), {})
         self.store.delete(target.resource, target.namespace, target.name, options)
-        return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201)
+        return _json(status_object("Success", 201), 201)
 
     def _log_file(self, pod: dict[str, Any], query: Any) -> Path:
         containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
