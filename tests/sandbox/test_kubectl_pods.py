@@ -137,6 +137,27 @@ def test_create_deployment_sends_protobuf_and_rolls_out_its_pods(sandbox: Sandbo
     eventually(lambda: "serving" in kubectl("logs", "deployment/web").stdout, 60, what="the deployment's output")
 
 
+def test_attach_with_stdin_feeds_the_container_what_is_typed(sandbox: Sandbox) -> None:
+    echoer = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "echoer"}, "spec": {"containers": [{
+        "name": "main", "image": "python:3.11", "stdin": True,
+        "command": ["python", "-c", "import sys\nprint('ready', flush=True)\n"
+                    "for line in sys.stdin: print('got', line.strip(), flush=True)"],
+    }]}}
+    start(echoer)
+    eventually(lambda: "ready" in kubectl("logs", "echoer").stdout, 60, what="the pod's output")
+    attached = subprocess.Popen(["kubectl", "attach", "-i", "echoer"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert attached.stdin is not None and attached.stdout is not None
+        attached.stdin.write("hello pod\n")
+        attached.stdin.flush()
+        assert attached.stdout.readline().strip() == "got hello pod"
+    finally:
+        attached.terminate()
+        attached.wait(timeout=30)
+    assert "got hello pod" in ok("logs", "echoer")
+
+
 def test_cp_copies_files_into_and_out_of_a_pods_volume(sleeper: str, tmp_path: Path) -> None:
     source = tmp_path / "notes.txt"
     source.write_text("checkpoint notes\n")
