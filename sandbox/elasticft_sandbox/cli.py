@@ -10,7 +10,6 @@ pods, and kills anything a crashed `up` left behind (every pod records its proce
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
@@ -22,10 +21,12 @@ from pathlib import Path
 import psutil
 
 from elasticft_sandbox.demo import add_run_arguments, run
+from elasticft_sandbox.logsetup import configure_logging
 from elasticft_sandbox.nodepools import DEFAULT_POOLS_FILE, POOLS_DIR
 from elasticft_sandbox.processes import kill_recorded
 
 PID_FILE = "sandbox.pid"
+LOG_FILE = "sandbox.log"
 DOWN_TIMEOUT_S = 60.0
 
 
@@ -103,9 +104,7 @@ def up(args: argparse.Namespace) -> int:
         print(f"elasticft sandbox: already running (pid {pid}); `elasticft sandbox down`", file=sys.stderr)
         return 1
     state_dir.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        filename=state_dir / "sandbox.log", level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
-    )
+    configure_logging(state_dir / LOG_FILE)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -130,6 +129,7 @@ def up(args: argparse.Namespace) -> int:
 
 
 def down(args: argparse.Namespace) -> int:
+    configure_logging()
     state_dir: Path = args.state_dir.resolve()
     pid = running_pid(state_dir)
     if pid is not None:

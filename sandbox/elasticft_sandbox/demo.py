@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import logging
 import re
 import shutil
 import signal
@@ -37,6 +38,7 @@ from elasticft.policy.decision import Decision
 from elasticft.policy.throughput import fit_throughput, predict_throughput
 from elasticft.types import Prices
 from elasticft_sandbox.cluster import Job, LocalCluster, phase
+from elasticft_sandbox.logsetup import configure_logging
 from elasticft_sandbox.nodepools import POOLS_DIR, PoolsConfig, load_pools
 from elasticft_sandbox.plot import plot_run
 from elasticft_sandbox.prediction import device_curve, predict
@@ -447,7 +449,9 @@ def _stop_on_sigterm(signum: int, _: FrameType | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """`elasticft sandbox run`: exit 0 when the job Succeeded."""
+    """`elasticft sandbox run`: exit 0 when the job Succeeded. The run reports on stdout itself, so of
+    the sandbox's own logs only warnings reach stderr."""
+    configure_logging(level=logging.WARNING)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     report = run_demo(args.job, args.state_dir, timeout_s=args.timeout, pools_file=args.pools)
     if args.json:

@@ -22,7 +22,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -219,21 +219,30 @@ class PodWorker:
         else:
             self.restart_count += 1
 
+    @contextlib.contextmanager
+    def _open_stdin(self) -> Iterator[int]:
+        """The container's stdin: closed, or with `stdin: true` a named pipe that stays open across
+        restarts and attaches (the container holds both ends, so it never reads an end of file)."""
+        if not self.container.get("stdin"):
+            yield asyncio.subprocess.DEVNULL
+            return
+        fifo = self.dirs.stdin_fifo
+        if not fifo.exists():
+            os.mkfifo(fifo)
+        descriptor = os.open(fifo, os.O_RDWR)
+        try:
+            yield descriptor
+        finally:
+            os.close(descriptor)
+
     async def _run_once(self, launch: Launch) -> int:
         """Start the process, wait for it to exit or be stopped, and record its terminated state."""
         self._rotate_log()
         launch.termination_log.write_text("")
         started_at = now_rfc3339()
         try:
-            process = await asyncio.create_subprocess_exec(
-                *launch.argv,
-                cwd=launch.cwd,
-                env=launch.env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-            )
+            with self._open_stdin() as stdin:
+                process = await _start_in_container(launch.argv, launch, asyncio.subprocess.PIPE, stdin)
         except OSError as error:
             with self.log_path.open("ab") as log_file:
                 log_file.write(f"{error}\n".encode())
@@ -442,6 +451,14 @@ class Kubelet(Controller):
             argv = with_token_mount(argv, token)
         return ExecSpec(argv, dict(worker.launch.env), worker.launch.cwd)
 
+    def attach_stdin(self, namespace: str, pod: str, container: str) -> Path | None:
+        """The pipe `kubectl attach -i` writes the container's stdin to; None if it has no stdin."""
+        worker = next((w for w in list(self.workers.values()) if (w.namespace, w.name) == (namespace, pod)), None)
+        if worker is None or not isinstance(worker.state, Running) or container != worker.container["name"]:
+            raise ContainerNotRunning(f'container "{container}" in pod "{pod}" is not running')
+        fifo = worker.dirs.stdin_fifo
+        return fifo if worker.container.get("stdin") and fifo.exists() else None
+
     async def with_identity(self, pod: Obj, launch: Launch, dirs: PodDirs) -> Launch:
         """The launch with the pod's ServiceAccount token mounted, unless the pod opts out."""
         if self.api_endpoint is None or not automounts_token(pod):
@@ -542,17 +559,20 @@ class Kubelet(Controller):
             task.cancel()
 
 
-async def _run_probe_command(check: ReadinessCheck, launch: Launch) -> bool:
-    """An exec probe: the command, in the container's environment, succeeds when it exits 0 in time."""
-    process = await asyncio.create_subprocess_exec(
-        *check.command,
-        cwd=launch.cwd,
-        env=launch.env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
+async def _start_in_container(argv: Sequence[str], launch: Launch, output: int,
+                              stdin: int = asyncio.subprocess.DEVNULL) -> asyncio.subprocess.Process:
+    """A process in the container's environment (its working directory and variables), stdout and
+    stderr together to `output`, in a session of its own so that a signal to the session reaches
+    whatever it starts."""
+    return await asyncio.create_subprocess_exec(
+        *argv, cwd=launch.cwd, env=launch.env, stdin=stdin, stdout=output, stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+async def _run_probe_command(check: ReadinessCheck, launch: Launch) -> bool:
+    """An exec probe: the command, in the container's environment, succeeds when it exits 0 in time."""
+    process = await _start_in_container(check.command, launch, asyncio.subprocess.DEVNULL)
     try:
         return await asyncio.wait_for(process.wait(), check.timeout_s) == 0
     except TimeoutError:

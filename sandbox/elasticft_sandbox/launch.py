@@ -58,6 +58,11 @@ class PodDirs:
         return self.pod_root / "termination-log"
 
     @property
+    def stdin_fifo(self) -> Path:
+        """The named pipe a container with `stdin: true` reads; `kubectl attach -i` writes to it."""
+        return self.pod_root / "stdin"
+
+    @property
     def rootfs(self) -> Path:
         """Stands in for the image's file system: default working directory and unmapped workingDirs."""
         return self.pod_root / "rootfs"

@@ -21,12 +21,15 @@ from types import FrameType
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
+from elasticft_sandbox.logsetup import configure_logging
+
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
 def main() -> int:
+    configure_logging()
     job = _env("ELASTICFT_JOB_NAME", "standin")
     total = int(_env("ELASTICFT_TOTAL_STEPS", "100"))
     batch = int(_env("ELASTICFT_GLOBAL_BATCH_SIZE", "8"))

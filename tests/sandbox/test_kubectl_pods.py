@@ -1,5 +1,5 @@
 """kubectl on running pods of the sandbox: exec (with -i and -it), cp, logs --timestamps/--since/--previous,
-and top on a cluster without metrics-server."""
+top on a cluster without metrics-server, and `create deployment` (a protobuf body) rolled out to pods."""
 
 from __future__ import annotations
 
@@ -106,6 +106,56 @@ def test_attach_streams_what_the_container_writes_from_then_on(sandbox: Sandbox)
     finally:
         attached.terminate()
         attached.wait(timeout=30)
+
+
+def _sent_fields_kept(sent: object, stored: object) -> list[str]:
+    """The paths of what the client sent that the stored object lacks (server defaults may add more)."""
+    if isinstance(sent, dict):
+        if not isinstance(stored, dict):
+            return ["(not an object)"]
+        return [f".{key}{missing}" for key, value in sent.items() if value not in ({}, [], None)
+                for missing in _sent_fields_kept(value, stored.get(key))]
+    if isinstance(sent, list):
+        if not isinstance(stored, list) or len(stored) != len(sent):
+            return [f" (list {stored!r})"]
+        return [f"[{i}]{missing}" for i, item in enumerate(sent) for missing in _sent_fields_kept(item, stored[i])]
+    return [] if sent == stored else [f" ({stored!r} for {sent!r})"]
+
+
+def test_create_deployment_sends_protobuf_and_rolls_out_its_pods(sandbox: Sandbox) -> None:
+    create = ["create", "deployment", "web", "--image=python:3.11", "--replicas=2", "--port=8080", "--",
+              "python", "-c", "import time; print('serving', flush=True); time.sleep(600)"]
+    assert ok(*create).strip() == "deployment.apps/web created"
+    assert "successfully rolled out" in ok("rollout", "status", "deployment/web", "--timeout=90s")
+
+    sent = json.loads(ok(*create[:2], "--dry-run=client", "-o", "json", *create[2:]))
+    stored = json.loads(ok("get", "deployment", "web", "-o", "json"))
+    assert _sent_fields_kept(sent["spec"], stored["spec"]) == []
+    assert stored["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] == 8080
+    pods = json.loads(ok("get", "pods", "-l", "app=web", "-o", "json"))["items"]
+    assert [pod["status"]["phase"] for pod in pods] == ["Running", "Running"]
+    eventually(lambda: "serving" in kubectl("logs", "deployment/web").stdout, 60, what="the deployment's output")
+
+
+def test_attach_with_stdin_feeds_the_container_what_is_typed(sandbox: Sandbox) -> None:
+    echoer = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "echoer"}, "spec": {"containers": [{
+        "name": "main", "image": "python:3.11", "stdin": True,
+        "command": ["python", "-c", "import sys\nprint('ready', flush=True)\n"
+                    "for line in sys.stdin: print('got', line.strip(), flush=True)"],
+    }]}}
+    start(echoer)
+    eventually(lambda: "ready" in kubectl("logs", "echoer").stdout, 60, what="the pod's output")
+    attached = subprocess.Popen(["kubectl", "attach", "-i", "echoer"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert attached.stdin is not None and attached.stdout is not None
+        attached.stdin.write("hello pod\n")
+        attached.stdin.flush()
+        assert attached.stdout.readline().strip() == "got hello pod"
+    finally:
+        attached.terminate()
+        attached.wait(timeout=30)
+    assert "got hello pod" in ok("logs", "echoer")
 
 
 def test_cp_copies_files_into_and_out_of_a_pods_volume(sleeper: str, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
+from ..logsetup import configure_logging
 from .server import ApiServer, write_kubeconfig
 
 
@@ -25,7 +26,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--kubeconfig", type=Path, default=Path("sandbox-kubeconfig"))
     parser.add_argument("--logs-dir", type=Path, default=None)
-    asyncio.run(serve(parser.parse_args()))
+    args = parser.parse_args()
+    configure_logging()
+    asyncio.run(serve(args))
 
 
 if __name__ == "__main__":

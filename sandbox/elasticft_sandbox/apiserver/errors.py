@@ -21,6 +21,20 @@ REASONS = {
 }
 
 
+def status_object(outcome: str, code: int, message: str = "", reason: str = "",
+                  details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A `Status` object (outcome "Success" or "Failure"), the body of every answer that is no object."""
+    body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": outcome}
+    if message:
+        body["message"] = message
+    if reason:
+        body["reason"] = reason
+    body["code"] = code
+    if details:
+        body["details"] = details
+    return body
+
+
 @dataclass
 class FieldCause:
     """One `details.causes` entry: which field is wrong and why (reason is e.g. FieldValueInvalid)."""
@@ -59,18 +73,7 @@ class ApiError(Exception):
             details["causes"] = [
                 {"reason": cause.reason, "message": cause.message, "field": cause.field} for cause in self.causes
             ]
-        body: dict[str, Any] = {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        }
-        if details:
-            body["details"] = details
-        return body
+        return status_object("Failure", self.code, self.message, self.reason, details)
 
 
 def not_found(resource: str, name: str, group: str = "") -> ApiError:

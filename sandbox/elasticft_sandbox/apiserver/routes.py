@@ -30,7 +30,7 @@ from . import (
     tables,
     validation,
 )
-from .errors import ApiError
+from .errors import ApiError, status_object
 from .patch import (
     APPLY_PATCH,
     JSON_PATCH,
@@ -478,8 +478,15 @@ class Routes:
         pod = self.store.get(target.resource, target.namespace, target.name)
         path = self._log_file(pod, request.query)
         uid = pod["metadata"]["uid"]
+        stdin_pipe = None
+        if request.query.get("stdin") in ("true", "1") and self.node_agent is not None:
+            try:
+                stdin_pipe = self.node_agent.attach_stdin(target.namespace, target.name,
+                                                          self._container_of(pod, request.query))
+            except streams.ContainerNotRunning as error:
+                raise ApiError(400, str(error)) from error
         return await streams.serve_attach(request, path, lambda: self._pod_running(target, uid), self._stopping,
-                                          _LOG_POLL_S)
+                                          _LOG_POLL_S, stdin_pipe)
 
     async def _port_forward(self, request: web.Request, target: Target) -> web.StreamResponse:
         pod = self.store.get(target.resource, target.namespace, target.name)
@@ -526,15 +533,17 @@ class Routes:
         conditions.append({"type": "PodScheduled", "status": "True", "lastTransitionTime": now_rfc3339()})
         bound.setdefault("status", {})["conditions"] = conditions
         self.store.update(target.resource, target.namespace, target.name, bound, "binding")
-        return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201)
+        return _json(status_object("Success", 201), 201)
 
     async def _evict(self, request: web.Request, target: Target) -> web.Response:
         eviction = await self._body(request) or {}
         options = DeleteOptions.from_body(eviction.get("deleteOptions"), {})
         self.store.delete(target.resource, target.namespace, target.name, options)
-        return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201)
+        return _json(status_object("Success", 201), 201)
 
-    def _log_file(self, pod: dict[str, Any], query: Any) -> Path:
+    @staticmethod
+    def _container_of(pod: dict[str, Any], query: Any) -> str:
+        """The container a log or attach request names (or the pod's only one)."""
         containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
         container: str = query.get("container") or (containers[0] if len(containers) == 1 else "")
         name = pod["metadata"]["name"]
@@ -542,6 +551,11 @@ class Routes:
             raise ApiError(400, f"a container name must be specified for pod {name}, choose one of: {containers}")
         if container not in containers:
             raise ApiError(400, f"container {container} is not valid for pod {name}")
+        return container
+
+    def _log_file(self, pod: dict[str, Any], query: Any) -> Path:
+        container = self._container_of(pod, query)
+        name = pod["metadata"]["name"]
         if self.logs_dir is None:
             raise ApiError(400, "this API server has no logs directory")
         suffix = ".previous.log" if query.get("previous") == "true" else ".log"

@@ -1,5 +1,6 @@
 """The object store: one global resourceVersion counter, an event history for watches, finalizers,
-graceful deletion and owner-reference garbage collection.
+graceful deletion and owner-reference garbage collection. What one kind does differently lives in its
+strategy (`strategies.py`); the store calls the strategy's hooks and names no kind.
 
 Everything runs on the server's event loop, so no locking is needed. Stored objects are never mutated
 in place: every write stores a fresh dict, so readers may serialise what they get without copying.
@@ -133,7 +134,7 @@ class Store:
         self._watchers: set[Watcher] = set()
         self._uids: dict[str, ObjectKey] = {}
         self._dependents: dict[str, set[ObjectKey]] = {}
-        self._cluster_ips = strategies.ClusterIPAllocator(service_network)
+        self.cluster_ips = strategies.ClusterIPAllocator(service_network)
         self._graceful_timers: dict[ObjectKey, asyncio.TimerHandle] = {}
 
     # -- reads -------------------------------------------------------------------------------------
@@ -154,6 +155,10 @@ class Store:
 
     def namespaces(self) -> Iterator[str]:
         return (name for _, name in self._objects.get("/namespaces", {}))
+
+    def holds_objects_in(self, namespace: str) -> bool:
+        """Whether any object of any type is stored in the namespace."""
+        return any(key[0] == namespace for bucket in self._objects.values() for key in bucket)
 
     # -- watches -----------------------------------------------------------------------------------
 
@@ -241,24 +246,20 @@ class Store:
         if (meta.get("namespace", ""), meta["name"]) in self._objects.get(resource.storage_key, {}):
             raise already_exists(resource.plural, meta["name"], resource.group)
         validation.validate_name(obj, resource)
-        if resource.plural == "customresourcedefinitions":
-            validation.validate_crd(obj)
+        strategy = strategies.strategy_for(resource)
+        strategy.validate_create(obj)
         for transient in ("deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion"):
             meta.pop(transient, None)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339()
         meta["generation"] = 1
-        strategies.strategy_for(resource).prepare_create(
-            obj, strategies.CreateContext(self._cluster_ips, meta["creationTimestamp"]))
+        strategy.prepare_create(obj, strategies.CreateContext(self.cluster_ips, meta["creationTimestamp"], dry_run))
         if dry_run:
-            if resource.plural == "services":
-                self._cluster_ips.release((obj.get("spec") or {}).get("clusterIP"))
             return obj
         _check_size(obj)
         meta["resourceVersion"] = self._next_version()
         self._put(resource, obj)
-        if resource.plural == "customresourcedefinitions":
-            self.registry.register_crd(obj)
+        strategy.after_create(obj, self)
         self._emit(resource, "ADDED", obj, None)
         return obj
 
@@ -294,10 +295,10 @@ class Store:
                 new["status"] = old["status"]
             else:
                 new.pop("status", None)
-        if resource.plural == "customresourcedefinitions" and subresource != "status":
-            validation.validate_crd(new)
-            new["status"] = strategies.crd_status(new, now_rfc3339())
-        strategies.strategy_for(resource).prepare_update(old, new)
+        strategy = strategies.strategy_for(resource)
+        context = strategies.UpdateContext(now_rfc3339(), subresource)
+        strategy.validate_update(old, new, context)
+        strategy.prepare_update(old, new, context)
         for immutable in ("uid", "creationTimestamp", "namespace", "deletionTimestamp", "deletionGracePeriodSeconds",
                           "generation"):
             if immutable in old_meta:
@@ -320,10 +321,9 @@ class Store:
         meta["resourceVersion"] = self._next_version()
         self._forget_owner_refs(resource, old)
         self._put(resource, new)
-        if resource.plural == "customresourcedefinitions":
-            self.registry.register_crd(new)
+        strategy.after_update(new, self)
         self._emit(resource, "MODIFIED", new, old)
-        if self._removable(new):
+        if self._removable(resource, new):
             return self._remove(resource, new)
         return new
 
@@ -341,37 +341,52 @@ class Store:
             self._orphan_dependents(meta["uid"])
         elif options.propagation_policy == "Foreground":
             self._collect_dependents(meta["uid"], exclude_owner=True)
-        grace = strategies.strategy_for(resource).graceful_deletion_seconds(obj, options.grace_period_seconds)
+        strategy = strategies.strategy_for(resource)
+        grace = strategy.graceful_deletion_seconds(obj, options.grace_period_seconds)
         if meta.get("deletionTimestamp"):
             current_grace = int(meta.get("deletionGracePeriodSeconds") or 0)
             grace = min(grace, current_grace)
             if grace == current_grace:
                 return obj
-        elif not meta.get("finalizers") and grace == 0 and resource.plural != "namespaces":
+        elif strategy.removes_at_once(obj, grace):
             return self._remove(resource, obj)
         marked = dict(obj)
         marked["metadata"] = dict(meta, deletionTimestamp=meta.get("deletionTimestamp") or now_rfc3339(grace),
                                   deletionGracePeriodSeconds=grace, resourceVersion=self._next_version())
-        if resource.plural == "namespaces":
-            marked["status"] = {"phase": "Terminating"}
+        strategy.prepare_delete(marked)
         self._put(resource, marked)
         self._emit(resource, "MODIFIED", marked, obj)
-        if resource.plural == "namespaces":
-            self._empty_namespace(name)
-            return self._maybe_finish_namespace(name) or marked
-        if self._removable(marked):
-            return self._remove(resource, marked)
+        strategy.after_delete_marked(marked, self)
+        removed = self._remove_if_ready(resource, meta.get("namespace", ""), name)
+        if removed is not None:
+            return removed
         if grace > 0:
             self._schedule_grace_expiry(resource, marked, grace)
         return marked
 
+    def delete_at_once(self, resource: ResourceType, namespace: str, name: str) -> dict[str, Any]:
+        """Delete without a grace period, as garbage collection does (finalizers still hold the object)."""
+        return self.delete(resource, namespace, name, DeleteOptions(grace_period_seconds=0))
+
+    def remove_all(self, resource: ResourceType) -> None:
+        """Remove every object of a type no longer served, finalizers or not (its CRD has gone)."""
+        bucket = self._objects.get(resource.storage_key, {})
+        for key, obj in list(bucket.items()):
+            if key in bucket:  # a cascade from an earlier removal may have taken it already
+                self._remove(resource, obj)
+
     # -- deletion internals ------------------------------------------------------------------------
 
-    @staticmethod
-    def _removable(obj: Mapping[str, Any]) -> bool:
-        meta = obj["metadata"]
-        return bool(meta.get("deletionTimestamp")) and not meta.get("finalizers") \
-            and not meta.get("deletionGracePeriodSeconds") and obj.get("kind") != "Namespace"
+    def _removable(self, resource: ResourceType, obj: dict[str, Any]) -> bool:
+        return bool(obj["metadata"].get("deletionTimestamp")) \
+            and strategies.strategy_for(resource).ready_to_remove(obj, self)
+
+    def _remove_if_ready(self, resource: ResourceType, namespace: str, name: str) -> dict[str, Any] | None:
+        """Remove a marked object whose strategy lets it go now; None if it stays (or is gone)."""
+        obj = self._objects.get(resource.storage_key, {}).get((self._ns(resource, namespace), name))
+        if obj is None or not self._removable(resource, obj):
+            return None
+        return self._remove(resource, obj)
 
     def _schedule_grace_expiry(self, resource: ResourceType, obj: dict[str, Any], grace: int) -> None:
         """When the grace period ends, finish the deletion the kubelet should have finished."""
@@ -382,7 +397,7 @@ class Store:
             self._graceful_timers.pop(key, None)
             current = self._objects.get(key[0], {}).get((key[1], key[2]))
             if current is not None and current["metadata"]["uid"] == uid:
-                self.delete(resource, key[1], key[2], DeleteOptions(grace_period_seconds=0))
+                self.delete_at_once(resource, key[1], key[2])
 
         previous = self._graceful_timers.pop(key, None)
         if previous is not None:
@@ -410,19 +425,20 @@ class Store:
         timer = self._graceful_timers.pop((resource.storage_key, namespace, name), None)
         if timer is not None:
             timer.cancel()
-        if resource.plural == "services":
-            self._cluster_ips.release((obj.get("spec") or {}).get("clusterIP"))
         removed = dict(obj)
         removed["metadata"] = dict(meta, resourceVersion=self._next_version())
         self._emit(resource, "DELETED", removed, obj)
-        if resource.plural == "customresourcedefinitions":
-            self._drop_custom_resources(obj)
-        elif resource.plural == "nodes":
-            self._collect_pods_of_node(name)
+        strategies.strategy_for(resource).after_delete(obj, self)
         self._collect_dependents(meta["uid"])
         if namespace:
-            self._maybe_finish_namespace(namespace)
+            self._recheck_namespace(namespace)
         return removed
+
+    def _recheck_namespace(self, namespace: str) -> None:
+        """A namespace being deleted waits for its content: each removal from it may let it go."""
+        namespaces = self.registry.get("", "v1", "namespaces")
+        if namespaces is not None:
+            self._remove_if_ready(namespaces, "", namespace)
 
     def _resource_of(self, storage_key: str) -> ResourceType | None:
         group, _, plural = storage_key.partition("/")
@@ -450,36 +466,3 @@ class Store:
             updated["metadata"]["ownerReferences"] = [
                 ref for ref in dependent["metadata"].get("ownerReferences") or () if ref["uid"] != owner_uid]
             self.update(resource, namespace, name, updated)
-
-    def _collect_pods_of_node(self, node: str) -> None:
-        """Pod garbage collection: pods bound to a node that no longer exists are deleted."""
-        pods = self.registry.get("", "v1", "pods")
-        if pods is None:
-            return
-        for pod in self.list_objects(pods, None, lambda p: (p.get("spec") or {}).get("nodeName") == node):
-            self.delete(pods, pod["metadata"]["namespace"], pod["metadata"]["name"],
-                        DeleteOptions(grace_period_seconds=0))
-
-    def _drop_custom_resources(self, crd: Mapping[str, Any]) -> None:
-        for resource in self.registry.unregister_crd(crd["metadata"]["name"]):
-            bucket = self._objects.get(resource.storage_key, {})
-            for key, obj in list(bucket.items()):
-                if key in bucket:  # a cascade from an earlier removal may have taken it already
-                    self._remove(resource, obj)
-
-    def _empty_namespace(self, namespace: str) -> None:
-        for resource in self.registry:
-            if not resource.namespaced or resource.storage_version not in ("", resource.version):
-                continue
-            for obj in self.list_objects(resource, namespace):
-                if not obj["metadata"].get("deletionTimestamp"):
-                    self.delete(resource, namespace, obj["metadata"]["name"], DeleteOptions(grace_period_seconds=0))
-
-    def _maybe_finish_namespace(self, namespace: str) -> dict[str, Any] | None:
-        namespaces = self.registry.get("", "v1", "namespaces")
-        ns = self._objects.get("/namespaces", {}).get(("", namespace))
-        if namespaces is None or ns is None or not ns["metadata"].get("deletionTimestamp"):
-            return None
-        if any(key[0] == namespace for bucket in self._objects.values() for key in bucket):
-            return None
-        return self._remove(namespaces, ns)

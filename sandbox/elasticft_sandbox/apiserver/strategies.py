@@ -1,16 +1,22 @@
-"""Per-type behaviour the real API server implements in its registry strategies: defaults set on
-create, fields that writes through the main resource may not change, and graceful deletion of pods.
-One `Strategy` per kind that needs one; `strategy_for` finds it."""
+"""Per-type behaviour the real API server implements in its registry strategies: validation and
+defaults on create, fields that writes through the main resource may not change, how an object is
+deleted, and what its creation or removal sets off (a CRD's types served, a node's pods collected).
+One `Strategy` per kind that needs one; `strategy_for` finds it. The store calls the hooks and knows
+no kind by name."""
 
 from __future__ import annotations
 
 import base64
 import ipaddress
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from . import validation
 from .errors import ApiError
 from .resources import ResourceType
+
+if TYPE_CHECKING:
+    from .store import Store
 
 DEFAULT_SERVICE_NETWORK = ipaddress.IPv4Network("127.1.0.0/16")
 _TERMINAL_POD_PHASES = ("Succeeded", "Failed")
@@ -128,36 +134,84 @@ def crd_status(obj: dict[str, Any], now: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class CreateContext:
+    """What create hooks may need besides the object: the cluster IP allocator, the time, and whether
+    the create is a dry run (nothing it takes may stay taken)."""
+
+    cluster_ips: ClusterIPAllocator
+    now: str
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class UpdateContext:
+    """What update hooks may need besides the objects: the time, and the subresource written ("" for
+    the main resource, "status", or "binding")."""
+
+    now: str
+    subresource: str = ""
+
+
 class Strategy:
-    """One kind's REST strategy: defaults on create, what an update may not change, how it is deleted.
+    """One kind's REST strategy, in the order the store calls its hooks on each write.
 
     The base class is what every kind does; a kind that does more overrides the hook it needs.
+    Hooks that take the store run after the write is stored and emitted, and may write in turn.
     """
+
+    # -- create ------------------------------------------------------------------------------------
+
+    def validate_create(self, obj: dict[str, Any]) -> None:
+        """Refuse an object this kind cannot store, before any default is set."""
 
     def prepare_create(self, obj: dict[str, Any], context: CreateContext) -> None:
         """Defaults and the status a freshly created object starts with."""
 
-    def prepare_update(self, old: dict[str, Any], new: dict[str, Any]) -> None:
-        """Carry over (or refuse changes to) what an update may not change."""
+    def after_create(self, obj: dict[str, Any], store: Store) -> None:
+        """What a stored new object sets off."""
+
+    # -- update ------------------------------------------------------------------------------------
+
+    def validate_update(self, old: dict[str, Any], new: dict[str, Any], context: UpdateContext) -> None:
+        """Refuse an update this kind cannot store."""
+
+    def prepare_update(self, old: dict[str, Any], new: dict[str, Any], context: UpdateContext) -> None:
+        """Carry over (or refuse changes to) what an update may not change; recompute what follows."""
+
+    def after_update(self, obj: dict[str, Any], store: Store) -> None:
+        """What a stored change sets off."""
+
+    # -- delete ------------------------------------------------------------------------------------
 
     def graceful_deletion_seconds(self, obj: dict[str, Any], requested: int | None) -> int:
         """Seconds the object stays with `deletionTimestamp` before it is removed; 0 removes it at once."""
         return 0
 
+    def removes_at_once(self, obj: dict[str, Any], grace: int) -> bool:
+        """Whether a delete removes the object without first marking it (nothing to wait for)."""
+        return not obj["metadata"].get("finalizers") and grace == 0
 
-@dataclass(frozen=True)
-class CreateContext:
-    """What create hooks may need besides the object: the cluster IP allocator and the time."""
+    def prepare_delete(self, marked: dict[str, Any]) -> None:
+        """Changes the object carries once marked for deletion."""
 
-    cluster_ips: ClusterIPAllocator
-    now: str
+    def after_delete_marked(self, marked: dict[str, Any], store: Store) -> None:
+        """Work the mark starts, which the object's removal may wait for."""
+
+    def ready_to_remove(self, marked: dict[str, Any], store: Store) -> bool:
+        """Whether an object marked for deletion may go now: no finalizers left and no grace period."""
+        meta = marked["metadata"]
+        return not meta.get("finalizers") and not meta.get("deletionGracePeriodSeconds")
+
+    def after_delete(self, removed: dict[str, Any], store: Store) -> None:
+        """What the object's removal sets off, and what it gives back."""
 
 
 class PodStrategy(Strategy):
     def prepare_create(self, obj: dict[str, Any], context: CreateContext) -> None:
         _default_pod(obj)
 
-    def prepare_update(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+    def prepare_update(self, old: dict[str, Any], new: dict[str, Any], context: UpdateContext) -> None:
         old_node = (old.get("spec") or {}).get("nodeName")
         if old_node and (new.get("spec") or {}).get("nodeName") != old_node:
             new.setdefault("spec", {})["nodeName"] = old_node
@@ -176,8 +230,10 @@ class PodStrategy(Strategy):
 class ServiceStrategy(Strategy):
     def prepare_create(self, obj: dict[str, Any], context: CreateContext) -> None:
         _default_service(obj, context.cluster_ips)
+        if context.dry_run:
+            context.cluster_ips.release(obj["spec"].get("clusterIP"))
 
-    def prepare_update(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+    def prepare_update(self, old: dict[str, Any], new: dict[str, Any], context: UpdateContext) -> None:
         spec = new.setdefault("spec", {})
         old_spec = old.get("spec") or {}
         if not spec.get("clusterIP"):
@@ -186,6 +242,9 @@ class ServiceStrategy(Strategy):
         elif spec["clusterIP"] != old_spec.get("clusterIP"):
             raise ApiError(422, "spec.clusterIP: Invalid value: field is immutable")
 
+    def after_delete(self, removed: dict[str, Any], store: Store) -> None:
+        store.cluster_ips.release((removed.get("spec") or {}).get("clusterIP"))
+
 
 class PersistentVolumeClaimStrategy(Strategy):
     def prepare_create(self, obj: dict[str, Any], context: CreateContext) -> None:
@@ -193,16 +252,73 @@ class PersistentVolumeClaimStrategy(Strategy):
 
 
 class NamespaceStrategy(Strategy):
+    """A deleted namespace turns Terminating, deletes its content, and goes once the last of it has gone
+    (the store re-checks a namespace whenever an object in it is removed)."""
+
     def prepare_create(self, obj: dict[str, Any], context: CreateContext) -> None:
         obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
         obj["spec"] = {"finalizers": ["kubernetes"]}
         obj["status"] = {"phase": "Active"}
 
+    def removes_at_once(self, obj: dict[str, Any], grace: int) -> bool:
+        return False  # the spec finalizer "kubernetes": its content goes first
+
+    def prepare_delete(self, marked: dict[str, Any]) -> None:
+        marked["status"] = {"phase": "Terminating"}
+
+    def after_delete_marked(self, marked: dict[str, Any], store: Store) -> None:
+        namespace = marked["metadata"]["name"]
+        for resource in store.registry:
+            if not resource.namespaced or resource.storage_version not in ("", resource.version):
+                continue
+            for obj in store.list_objects(resource, namespace):
+                if not obj["metadata"].get("deletionTimestamp"):
+                    store.delete_at_once(resource, namespace, obj["metadata"]["name"])
+
+    def ready_to_remove(self, marked: dict[str, Any], store: Store) -> bool:
+        return not store.holds_objects_in(marked["metadata"]["name"])
+
+
+class NodeStrategy(Strategy):
+    """Pod garbage collection: pods bound to a node that no longer exists are deleted."""
+
+    def after_delete(self, removed: dict[str, Any], store: Store) -> None:
+        pods = store.registry.get("", "v1", "pods")
+        if pods is None:
+            return
+        node = removed["metadata"]["name"]
+        for pod in store.list_objects(pods, None, lambda p: (p.get("spec") or {}).get("nodeName") == node):
+            store.delete_at_once(pods, pod["metadata"]["namespace"], pod["metadata"]["name"])
+
 
 class CustomResourceDefinitionStrategy(Strategy):
+    """A CRD is validated and established on every write of its spec; its types are served while it is
+    stored, and their objects go with it."""
+
+    def validate_create(self, obj: dict[str, Any]) -> None:
+        validation.validate_crd(obj)
+
     def prepare_create(self, obj: dict[str, Any], context: CreateContext) -> None:
         _default_crd(obj)
         obj["status"] = crd_status(obj, context.now)
+
+    def after_create(self, obj: dict[str, Any], store: Store) -> None:
+        store.registry.register_crd(obj)
+
+    def validate_update(self, old: dict[str, Any], new: dict[str, Any], context: UpdateContext) -> None:
+        if context.subresource != "status":
+            validation.validate_crd(new)
+
+    def prepare_update(self, old: dict[str, Any], new: dict[str, Any], context: UpdateContext) -> None:
+        if context.subresource != "status":
+            new["status"] = crd_status(new, context.now)
+
+    def after_update(self, obj: dict[str, Any], store: Store) -> None:
+        store.registry.register_crd(obj)
+
+    def after_delete(self, removed: dict[str, Any], store: Store) -> None:
+        for resource in store.registry.unregister_crd(removed["metadata"]["name"]):
+            store.remove_all(resource)
 
 
 class CustomResourceStrategy(Strategy):
@@ -220,7 +336,7 @@ class SecretStrategy(Strategy):
         obj.setdefault("type", "Opaque")
         _merge_string_data(obj)
 
-    def prepare_update(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+    def prepare_update(self, old: dict[str, Any], new: dict[str, Any], context: UpdateContext) -> None:
         new.setdefault("type", old.get("type", "Opaque"))
         if new["type"] != old.get("type", "Opaque"):
             raise ApiError(422, f'Secret "{old["metadata"]["name"]}" is invalid: type: Invalid value: '
@@ -262,6 +378,7 @@ _STRATEGIES: dict[tuple[str, str], Strategy] = {
     ("", "services"): ServiceStrategy(),
     ("", "persistentvolumeclaims"): PersistentVolumeClaimStrategy(),
     ("", "namespaces"): NamespaceStrategy(),
+    ("", "nodes"): NodeStrategy(),
     ("", "secrets"): SecretStrategy(),
     ("apps", "deployments"): DeploymentStrategy(),
     ("apps", "replicasets"): WorkloadStrategy(),

@@ -52,6 +52,10 @@ class NodeAgent(Protocol):
     def exec_spec(self, namespace: str, pod: str, container: str, command: Sequence[str]) -> ExecSpec:
         """The command as the container would run it; `ContainerNotRunning` if it cannot be run now."""
 
+    def attach_stdin(self, namespace: str, pod: str, container: str) -> Path | None:
+        """The named pipe the container reads as stdin (None: it has none); `ContainerNotRunning` if it
+        does not run."""
+
 
 def _status(exit_code: int) -> bytes:
     if exit_code == 0:
@@ -177,13 +181,46 @@ async def serve_exec(request: web.Request, spec: ExecSpec) -> web.WebSocketRespo
     return ws
 
 
+async def _feed_pipe(ws: web.WebSocketResponse, pipe: Path) -> None:
+    """Client → container: what arrives on the stdin channel, written to the container's stdin pipe."""
+    descriptor = os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)  # the container holds the reading end open
+    try:
+        async for message in ws:
+            if message.type != WSMsgType.BINARY or message.data[:1] != bytes([STDIN]):
+                continue
+            payload = message.data[1:]
+            while payload:
+                try:
+                    payload = payload[os.write(descriptor, payload):]
+                except BlockingIOError:  # the pipe is full: the container is not reading yet
+                    await asyncio.sleep(0.05)
+    finally:
+        os.close(descriptor)
+
+
 async def serve_attach(request: web.Request, log_path: Path, running: Callable[[], bool],
-                       stopping: asyncio.Event, poll_s: float = 0.1) -> web.WebSocketResponse:
-    """Stream the container's output from now on to an attach request, until the container stops."""
+                       stopping: asyncio.Event, poll_s: float = 0.1,
+                       stdin_pipe: Path | None = None) -> web.WebSocketResponse:
+    """Stream the container's output from now on to an attach request, until the container stops;
+    with `stdin_pipe`, what the client types goes to the container's stdin."""
     if request.headers.get("Upgrade", "").lower() != "websocket":
         raise ApiError(400, "Upgrade request required: attach is served over WebSockets (v5.channel.k8s.io)")
     ws = web.WebSocketResponse(protocols=PROTOCOLS)
     await ws.prepare(request)
+    feeder = asyncio.create_task(_feed_pipe(ws, stdin_pipe)) if stdin_pipe is not None else None
+    try:
+        await _stream_log(ws, log_path, running, stopping, poll_s)
+    finally:
+        if feeder is not None:
+            feeder.cancel()
+    with contextlib.suppress(ConnectionResetError, RuntimeError):
+        await ws.send_bytes(bytes([ERROR]) + _status(0))
+        await ws.close()
+    return ws
+
+
+async def _stream_log(ws: web.WebSocketResponse, log_path: Path, running: Callable[[], bool],
+                      stopping: asyncio.Event, poll_s: float) -> None:
     offset = log_path.stat().st_size if log_path.exists() else 0
     while not ws.closed and not stopping.is_set():
         alive = running()
@@ -200,7 +237,3 @@ async def serve_attach(request: web.Request, log_path: Path, running: Callable[[
         if not alive:
             break
         await asyncio.sleep(poll_s)
-    with contextlib.suppress(ConnectionResetError, RuntimeError):
-        await ws.send_bytes(bytes([ERROR]) + _status(0))
-        await ws.close()
-    return ws
