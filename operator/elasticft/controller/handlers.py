@@ -112,9 +112,9 @@ def _measure(job: FineTuneJob, status: FineTuneJobStatus, pods: list[Manifest], 
     Prometheus has nothing for the job) by scraping a worker."""
     spec, namespace, name = job.spec, job.metadata.namespace or "default", job.metadata.name
     views = sorted((pod_view(p) for p in pods), key=lambda v: v.index)
-    current = [v for v in views if v.role == ROLE_WORKER and v.generation == status.generation]
+    current = [v for v in views if v.role == ROLE_WORKER and v.world == status.generation]
     if spec.metrics.prometheus_url:
-        window = prometheus_source.generation_rate_window([v.ready_since for v in current], datetime.now(UTC))
+        window = prometheus_source.world_rate_window([v.ready_since for v in current], datetime.now(UTC))
         reading = prometheus_source.read_job(spec.metrics.prometheus_url, name, namespace, window)
         from_prometheus = Measurement(step=reading.step, total_steps=reading.total_steps,
                                       samples_per_second=reading.samples_per_second, loss=reading.loss,
