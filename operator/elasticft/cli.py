@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from elasticft.logs import setup_logging
+
 COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("elasticft.api.validate", "check FineTuneJob YAML files and explain every error"),
     "crd": ("elasticft.api.crd", "print or write the FineTuneJob CustomResourceDefinition"),
@@ -34,7 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"elasticft: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
+    module_name = COMMANDS[name][0]
+    if module_name.startswith("elasticft."):
+        # This package's commands share one logging setup (the operator's replaces it with kopf's);
+        # the sandbox, a package of its own, sets up its own.
+        setup_logging()
+    module = importlib.import_module(module_name)
     result: int = module.main(rest)
     return result
 

@@ -139,7 +139,7 @@ def test_direct_scrape_measures_throughput_without_prometheus(worker: int) -> No
     while measured is None and time.monotonic() < deadline:
         metrics = scrape_worker(WORKER_HOST, worker)
         assert metrics is not None and metrics.step is not None
-        measured = rate.add(generation=1, time_s=time.monotonic(), step=metrics.step)
+        measured = rate.add(world=1, time_s=time.monotonic(), step=metrics.step)
         time.sleep(0.5)
     assert measured is not None and 0 < measured <= 1.2 * BATCH / STEP_SECONDS
     assert scrape_worker(WORKER_HOST, free_port(WORKER_HOST)) is None

@@ -8,13 +8,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
+import kopf
 import pytest
 from prometheus_client import REGISTRY
 
 from elasticft.controller import handlers
-from elasticft.controller.kube import Conflict, Refused
+from elasticft.controller.kube import Conflict, Kube, Refused
 
 JOB = {
     "apiVersion": "elasticft.io/v1alpha1", "kind": "FineTuneJob",
@@ -75,18 +76,22 @@ class FakeKube:
 
 @pytest.fixture
 def fresh_handlers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(handlers, "_nodes_cache", None)
     monkeypatch.setattr(handlers.kopf, "event", lambda *args, **kwargs: None)
     yield
 
 
+def job_memo(fake: FakeKube) -> kopf.Memo:
+    """The memo kopf hands the job's handlers: a copy of the operator's, as the startup handler made it."""
+    return copy.copy(handlers.operator_memo(cast(Kube, fake)))
+
+
 def test_many_reconciles_at_once_list_the_nodes_once(fresh_handlers: None, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeKube(list_delay_s=0.2)
-    monkeypatch.setattr(handlers, "_kube", fake)
-    assert handlers._nodes() == [NODE]
-    monkeypatch.setattr(handlers, "NODE_CACHE_S", 0.0)  # every look from now on finds the list expired
+    cache = handlers.NodeCache(cast(Kube, fake))
+    assert cache.nodes() == [NODE]
+    cache.max_age_s = 0.0  # every look from now on finds the list expired
     results: list[list[dict[str, Any]]] = []
-    threads = [threading.Thread(target=lambda: results.append(handlers._nodes())) for _ in range(16)]
+    threads = [threading.Thread(target=lambda: results.append(cache.nodes())) for _ in range(16)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -99,7 +104,7 @@ def test_many_reconciles_at_once_list_the_nodes_once(fresh_handlers: None, monke
 def test_a_reconcile_that_loses_the_race_is_retried_quietly_and_timed_once(
     fresh_handlers: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(handlers, "_kube", FakeKube(conflicts=10))
+    memo = job_memo(FakeKube(conflicts=10))
 
     def timed() -> float:
         return REGISTRY.get_sample_value("elasticft_operator_reconcile_seconds_count") or 0.0
@@ -108,7 +113,7 @@ def test_a_reconcile_that_loses_the_race_is_retried_quietly_and_timed_once(
         return REGISTRY.get_sample_value("elasticft_operator_reconciles_total", {"outcome": "conflict"}) or 0.0
 
     timed_before, conflicts_before = timed(), conflicts()
-    handlers.reconcile_job("default", "j")  # no exception: kopf would log it as an ERROR
+    handlers.reconcile_job("default", "j", memo)  # no exception: kopf would log it as an ERROR
     assert conflicts() == conflicts_before + handlers.CONFLICT_RETRIES
     assert timed() == timed_before + 1
 
@@ -117,8 +122,7 @@ def test_a_conflict_on_the_first_look_is_followed_by_a_fresh_look_that_writes_st
     fresh_handlers: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = FakeKube(conflicts=1)
-    monkeypatch.setattr(handlers, "_kube", fake)
-    handlers.reconcile_job("default", "j")
+    handlers.reconcile_job("default", "j", job_memo(fake))
     assert fake.job["status"]["generation"] == 1
 
 
@@ -126,12 +130,11 @@ def test_a_refused_pod_create_is_shown_and_retried_without_spending_a_restart(
     fresh_handlers: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = FakeKube(refuse='pods "j-g1-w0" is forbidden: exceeded quota: gpus')
-    monkeypatch.setattr(handlers, "_kube", fake)
-    monkeypatch.setattr(handlers, "_refusals", {})
+    memo = job_memo(fake)
     events: list[tuple[str, str]] = []
     monkeypatch.setattr(handlers.kopf, "event", lambda *a, **kw: events.append((kw["reason"], kw["message"])))
     for _ in range(4):
-        handlers.reconcile_job("default", "j")
+        handlers.reconcile_job("default", "j", memo)
     status = fake.job["status"]
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "CreateRefused")
@@ -139,11 +142,11 @@ def test_a_refused_pod_create_is_shown_and_retried_without_spending_a_restart(
     assert [r for r, _ in events].count("CreateRefused") == 1
     assert status["restarts"] == 0 and status["preemptions"] == 0 and status["launchedGeneration"] == 0
     fake.refuse = None
-    monkeypatch.setattr(handlers, "_refusals", {
-        uid: replace(refusal, retry_at=refusal.retry_at - timedelta(hours=1))
-        for uid, refusal in handlers._refusals.items()})  # the backoff has passed
-    handlers.reconcile_job("default", "j")
-    assert "j-g1-w0" in fake.created and handlers._refusals == {}
+    memory = handlers.job_memory(memo)
+    assert memory.refusal is not None
+    memory.refusal = replace(memory.refusal, retry_at=memory.refusal.retry_at - timedelta(hours=1))  # backoff over
+    handlers.reconcile_job("default", "j", memo)
+    assert "j-g1-w0" in fake.created and memory.refusal is None
 
 
 def test_a_pod_taken_before_the_next_look_counts_as_preempted(
@@ -152,14 +155,14 @@ def test_a_pod_taken_before_the_next_look_counts_as_preempted(
     # The world counts as launched once its creates went through, not only once a look sees its pods: a
     # spot reclaim with a notice shorter than the reconcile interval leaves no pod for the next look.
     fake = FakeKube()
-    monkeypatch.setattr(handlers, "_kube", fake)
+    memo = job_memo(fake)
     events: list[str] = []
     monkeypatch.setattr(handlers.kopf, "event", lambda *a, **kw: events.append(kw["reason"]))
     for _ in range(4):  # the claim first, then the worker
         if "j-g1-w0" not in fake.created:
-            handlers.reconcile_job("default", "j")
+            handlers.reconcile_job("default", "j", memo)
     assert fake.job["status"]["launchedGeneration"] == 1
-    handlers.reconcile_job("default", "j")  # list_pods finds no pod: it was taken meanwhile
+    handlers.reconcile_job("default", "j", memo)  # list_pods finds no pod: it was taken meanwhile
     status = fake.job["status"]
     assert status["preemptions"] == 1 and status["restarts"] == 0 and status["generation"] == 2
     assert "Preempted" in events
@@ -167,11 +170,11 @@ def test_a_pod_taken_before_the_next_look_counts_as_preempted(
 
 def test_a_finished_job_is_left_alone_by_the_timer(fresh_handlers: None, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeKube()
-    monkeypatch.setattr(handlers, "_kube", fake)
-    handlers.reconcile_job("default", "j")
+    memo = job_memo(fake)
+    handlers.reconcile_job("default", "j", memo)
     fake.job["status"]["phase"] = "Succeeded"
-    handlers.reconcile_job("default", "j")  # the look that finishes it (completionTime, workers released)
+    handlers.reconcile_job("default", "j", memo)  # the look that finishes it (completionTime, workers released)
     writes = fake.status_writes
     for _ in range(3):
-        handlers.reconcile_job("default", "j")
+        handlers.reconcile_job("default", "j", memo)
     assert fake.status_writes == writes and fake.job["status"]["phase"] == "Succeeded"

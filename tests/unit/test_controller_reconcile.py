@@ -15,7 +15,7 @@ from elasticft.controller.observe import NodeView, PodView, TrainerSummary, node
 from elasticft.controller.reconcile import (
     Measurement,
     Observed,
-    Plan,
+    ReconcilePlan,
     Size,
     SizeDecision,
     SizingRequest,
@@ -23,7 +23,7 @@ from elasticft.controller.reconcile import (
 )
 from elasticft.controller.run import parse_args
 from elasticft.controller.sizing import decide_size, fit_to_feasible
-from elasticft.signals.prometheus import generation_rate_window
+from elasticft.signals.prometheus import world_rate_window
 from elasticft.types import Prices
 from elasticft_trainer.config import ENV_PREFIX, TrainerConfig, env_name
 
@@ -51,7 +51,7 @@ def fixed(size: Size, reason: str = "test sizing") -> Any:
 
 def worker(gen: int, index: int, capacity: str = SPOT, **kw: Any) -> PodView:
     base: dict[str, Any] = dict(
-        name=worker_name("ft", gen, index), role="worker", generation=gen, index=index, capacity_type=capacity,
+        name=worker_name("ft", gen, index), role="worker", world=gen, index=index, capacity_type=capacity,
         phase="Running", ready=True, deleting=False, node_name=f"node-{index}", pod_ip=f"127.0.0.{index + 2}",
         disruption=None, unschedulable=False, exit_code=None, summary=None, created=T0,
     )
@@ -69,7 +69,7 @@ def observed(pods: list[PodView], now: datetime = T0, **kw: Any) -> Observed:
                     rendezvous_host=kw.pop("rendezvous_host", "127.1.0.9"), **kw)
 
 
-def step(job: FineTuneJob, obs: Observed, size: Size = DEFAULT_SIZE) -> Plan:
+def step(job: FineTuneJob, obs: Observed, size: Size = DEFAULT_SIZE) -> ReconcilePlan:
     plan = plan_reconcile(job, obs, fixed(size))
     job.status = plan.status
     return plan
@@ -285,7 +285,7 @@ def test_real_policy_never_leaves_worker_bounds() -> None:
         assert decision.size.spot <= max(available, 0) or decision.size.spot == 0
 
 
-def plan_recording_spot(job: FineTuneJob, obs: Observed, answer: Size) -> tuple[Plan, list[int | None]]:
+def plan_recording_spot(job: FineTuneJob, obs: Observed, answer: Size) -> tuple[ReconcilePlan, list[int | None]]:
     """Plan with a sizing that answers `answer` and records the spot availability it was shown."""
     seen: list[int | None] = []
 
@@ -700,11 +700,11 @@ def test_the_checkpoint_step_the_workers_report_is_the_last_checkpoint() -> None
 def test_the_prometheus_rate_window_covers_only_the_current_generation() -> None:
     now = T0 + timedelta(minutes=10)
     # the second worker became ready 12 s ago: older samples are the previous world's
-    assert generation_rate_window([now - timedelta(minutes=2), now - timedelta(seconds=12.7)], now) == "12s"
-    assert generation_rate_window([now - timedelta(minutes=2)], now) == "30s"  # capped
-    assert generation_rate_window([now - timedelta(minutes=2), None], now) is None  # one still starting
-    assert generation_rate_window([], now) is None
-    assert generation_rate_window([now - timedelta(seconds=0.4)], now) is None
+    assert world_rate_window([now - timedelta(minutes=2), now - timedelta(seconds=12.7)], now) == "12s"
+    assert world_rate_window([now - timedelta(minutes=2)], now) == "30s"  # capped
+    assert world_rate_window([now - timedelta(minutes=2), None], now) is None  # one still starting
+    assert world_rate_window([], now) is None
+    assert world_rate_window([now - timedelta(seconds=0.4)], now) is None
 
 
 def test_peering_is_a_choice_of_the_run_command() -> None:
@@ -747,3 +747,36 @@ def test_a_resize_after_lowering_max_workers_names_the_spec_change_not_a_preempt
     rescaled = next(e for e in plan.events if e.reason == "Rescaled")
     assert rescaled.message.startswith("scaled 2→1") and "on a spec change (elastic: 1-1 workers)" in rescaled.message
     assert "preempted" not in rescaled.message and plan.status.preemptions == 0
+
+
+def test_each_pass_says_which_stage_ended_it_and_why() -> None:
+    job = make_job()
+    assert step(job, observed([])).ended_by == ("first world", "world 1 decided: 3 (2 spot + 1 on-demand) workers")
+    not_ready = dataclasses.replace(rdzv(), ready=False)
+    stage, why = step(job, observed([not_ready])).ended_by or ("", "")
+    assert stage == "launch" and "rendezvous store" in why
+    stage, why = step(job, observed([rdzv()])).ended_by or ("", "")
+    assert (stage, why) == ("launch", "creating 3 worker pods of world 1")
+    job, _ = running_job()
+    stage, why = step(job, observed([], now=T0 + timedelta(seconds=40))).ended_by or ("", "")
+    assert stage == "recover" and why.startswith("world 1 ended")
+
+
+def test_a_failed_world_launches_only_after_its_backoff_also_from_an_older_operators_status() -> None:
+    job, _ = running_job(Size(0, 1))
+    crashed = [worker(1, 0, ON_DEMAND, phase="Failed", exit_code=1, ready=False)]
+    plan = step(job, observed([rdzv(), *crashed], now=T0 + timedelta(seconds=40)), Size(0, 1))
+    not_before = plan.status.launch_not_before
+    assert not_before is not None and not_before > T0 + timedelta(seconds=40)
+    def pods_created(plan: ReconcilePlan) -> list[str]:
+        return [m["metadata"]["name"] for m in plan.create if m["kind"] == "Pod"]
+
+    waiting = plan_reconcile(job, observed([rdzv()], now=T0 + timedelta(seconds=41)), fixed(Size(0, 1)))
+    assert pods_created(waiting) == [] and (waiting.ended_by or ("",))[0] == "launch"
+    # A status written before launchNotBefore existed kept the backoff in lastRescaleTime alone.
+    assert job.status is not None
+    job.status = job.status.model_copy(update={"launch_not_before": None})
+    waiting = plan_reconcile(job, observed([rdzv()], now=T0 + timedelta(seconds=41)), fixed(Size(0, 1)))
+    assert pods_created(waiting) == []
+    after = plan_reconcile(job, observed([rdzv()], now=not_before + timedelta(seconds=1)), fixed(Size(0, 1)))
+    assert pods_created(after) == [worker_name("ft", 2, 0)]

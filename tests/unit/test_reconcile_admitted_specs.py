@@ -115,7 +115,7 @@ def mutated(mutations: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def pod(name: str, role: str, capacity: str, index: int = 0, generation: int = 0) -> PodView:
-    return PodView(name=name, role=role, generation=generation, index=index, capacity_type=capacity,
+    return PodView(name=name, role=role, world=generation, index=index, capacity_type=capacity,
                    phase="Running", ready=True, deleting=False, node_name=f"node-{index}", pod_ip="127.0.0.9",
                    disruption=None, unschedulable=False, exit_code=None, summary=None, created=CREATED)
 

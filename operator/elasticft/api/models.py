@@ -363,6 +363,9 @@ class FineTuneJobStatus(ApiModel):
     last_decision: str = ""
     launched_generation: int = Field(0, description="Latest generation whose pods were all created.")
     last_rescale_time: datetime | None = Field(None, description="When the current generation was decided.")
+    launch_not_before: datetime | None = Field(
+        None, description="The current generation's pods are not created before this time (a failure's backoff)."
+    )
     spot: SpotObservation = Field(default_factory=SpotObservation)
     restart_overhead_seconds: float = Field(
         0.0, description="Measured time from a rescale decision to the new world running (the policy's d)."

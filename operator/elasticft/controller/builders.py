@@ -59,9 +59,9 @@ class JobRef:
 
 @dataclass(frozen=True)
 class WorkerPlacement:
-    """One worker of a generation: its index, the world it belongs to, and where it runs."""
+    """One worker of a world: the world it belongs to, its index, the world's size, and where it runs."""
 
-    generation: int
+    world: int
     index: int
     world_size: int
     capacity_type: str  # SPOT or ON_DEMAND
@@ -100,7 +100,7 @@ def trainer_env(job: JobRef, spec: FineTuneJobSpec, placement: WorkerPlacement, 
     classification = spec.classification
     values: dict[str, str | int | float | None] = {
         "ELASTICFT_JOB_NAME": job.name,
-        "ELASTICFT_GENERATION": placement.generation,
+        "ELASTICFT_GENERATION": placement.world,  # the trainer's name for the world
         "ELASTICFT_RDZV_ENDPOINT": rdzv_endpoint or None,
         "ELASTICFT_MODEL": spec.model,
         "ELASTICFT_TASK": spec.task,
@@ -140,7 +140,7 @@ def needs_rendezvous(spec: FineTuneJobSpec) -> bool:
 
 
 def torchrun_args(job: JobRef, spec: FineTuneJobSpec, placement: WorkerPlacement) -> list[str]:
-    """A fixed-size world per generation: membership changes are new generations, never in place.
+    """A fixed-size torchrun world: membership changes are new worlds, never in place.
 
     The c10d store lives in the rendezvous pod, so `is_host=false`: no worker (spot or not) hosts it.
     A job that never runs more than one worker needs no store: torchrun's standalone mode.
@@ -154,7 +154,7 @@ def torchrun_args(job: JobRef, spec: FineTuneJobSpec, placement: WorkerPlacement
         f"--nproc-per-node={spec.nproc_per_worker}",
         "--rdzv-backend=c10d",
         "--rdzv-endpoint=$(ELASTICFT_RDZV_ENDPOINT)",
-        f"--rdzv-id={rendezvous_id(job.name, placement.generation)}",
+        f"--rdzv-id={rendezvous_id(job.name, placement.world)}",
         "--rdzv-conf=is_host=false,join_timeout=300",
         "--local-addr=$(POD_IP)",
         "--max-restarts=0",
@@ -164,11 +164,11 @@ def torchrun_args(job: JobRef, spec: FineTuneJobSpec, placement: WorkerPlacement
 
 
 def worker_pod(job: JobRef, spec: FineTuneJobSpec, placement: WorkerPlacement, rdzv_endpoint: str) -> Manifest:
-    """One worker pod of a generation, placed on spot or on-demand capacity."""
+    """One worker pod of a world, placed on spot or on-demand capacity."""
     pool = capacity_pool(spec, placement.capacity_type)
     labels = {
         LABEL_ROLE: ROLE_WORKER,
-        LABEL_GENERATION: str(placement.generation),
+        LABEL_GENERATION: str(placement.world),
         LABEL_INDEX: str(placement.index),
         LABEL_CAPACITY: placement.capacity_type,
     }
@@ -189,7 +189,7 @@ def worker_pod(job: JobRef, spec: FineTuneJobSpec, placement: WorkerPlacement, r
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": _metadata(job, worker_name(job.name, placement.generation, placement.index), labels),
+        "metadata": _metadata(job, worker_name(job.name, placement.world, placement.index), labels),
         "spec": {
             "restartPolicy": "Never",
             "terminationGracePeriodSeconds": WORKER_GRACE_SECONDS,
@@ -209,7 +209,7 @@ def rendezvous_capacity(spec: FineTuneJobSpec) -> str:
 
 
 def rendezvous_pod(job: JobRef, spec: FineTuneJobSpec) -> Manifest:
-    """The c10d TCPStore every generation rendezvouses through; it lives as long as the job."""
+    """The c10d TCPStore every world rendezvouses through; it lives as long as the job."""
     capacity_type = rendezvous_capacity(spec)
     pool = capacity_pool(spec, capacity_type)
     labels = {LABEL_ROLE: ROLE_RENDEZVOUS, LABEL_CAPACITY: capacity_type}

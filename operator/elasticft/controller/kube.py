@@ -11,7 +11,8 @@ from kubernetes.client.exceptions import ApiException
 
 from elasticft.api.models import GROUP, PLURAL, VERSION
 
-Manifest = dict[str, Any]
+# An object as the API server returns it or takes it (the builders call the ones they make Manifest).
+ApiObject = dict[str, Any]
 
 
 class Conflict(Exception):
@@ -55,7 +56,7 @@ class Kube:
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
 
-    def get_job(self, namespace: str, name: str) -> Manifest | None:
+    def get_job(self, namespace: str, name: str) -> ApiObject | None:
         try:
             return _json(self.custom.get_namespaced_custom_object(  # type: ignore[no-any-return]
                 GROUP, VERSION, namespace, PLURAL, name, _preload_content=False))
@@ -64,7 +65,7 @@ class Kube:
                 return None
             raise
 
-    def patch_job_status(self, namespace: str, name: str, resource_version: str, status: Manifest) -> None:
+    def patch_job_status(self, namespace: str, name: str, resource_version: str, status: ApiObject) -> None:
         """Merge-patch status, guarded by resourceVersion so two looks never both apply a decision."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": status}
         try:
@@ -80,11 +81,11 @@ class Kube:
         body = {"status": {"launchedGeneration": world}}
         self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, body)
 
-    def list_pods(self, namespace: str, label_selector: str) -> list[Manifest]:
+    def list_pods(self, namespace: str, label_selector: str) -> list[ApiObject]:
         response = self.core.list_namespaced_pod(namespace, label_selector=label_selector, _preload_content=False)
         return list(_json(response)["items"])
 
-    def list_nodes(self) -> list[Manifest]:
+    def list_nodes(self) -> list[ApiObject]:
         return list(_json(self.core.list_node(_preload_content=False))["items"])
 
     def service_cluster_ip(self, namespace: str, name: str) -> str | None:
@@ -115,7 +116,7 @@ class Kube:
             raise
         return dict(cm.get("data") or {})
 
-    def create(self, manifest: Manifest) -> bool:
+    def create(self, manifest: ApiObject) -> bool:
         """Create a Pod, Service or PersistentVolumeClaim; False when it already existed."""
         namespace = manifest["metadata"]["namespace"]
         creators: dict[str, Callable[..., Any]] = {

@@ -5,6 +5,8 @@ from __future__ import annotations
 import zlib
 
 LABEL_JOB = "elasticft.io/job"
+# A pod's world (docs/worlds.md). The label keeps its first name, generation, for compatibility with
+# running jobs and with selectors users wrote; it is not Kubernetes' metadata.generation.
 LABEL_GENERATION = "elasticft.io/generation"
 LABEL_CAPACITY = "elasticft.io/capacity-type"
 LABEL_ROLE = "elasticft.io/role"
@@ -27,8 +29,8 @@ def rendezvous_store_port(namespace: str, job: str) -> int:
     return 30000 + zlib.crc32(f"{namespace}/{job}".encode()) % 20000
 
 
-def worker_name(job: str, generation: int, index: int) -> str:
-    return f"{job}-g{generation}-w{index}"
+def worker_name(job: str, world: int, index: int) -> str:
+    return f"{job}-g{world}-w{index}"
 
 
 def rendezvous_name(job: str) -> str:
@@ -39,8 +41,8 @@ def checkpoint_claim_name(job: str) -> str:
     return f"{job}-checkpoints"
 
 
-def rendezvous_id(job: str, generation: int) -> str:
-    return f"{job}-g{generation}"
+def rendezvous_id(job: str, world: int) -> str:
+    return f"{job}-g{world}"
 
 
 def job_selector(job: str, role: str | None = None) -> str:

@@ -60,7 +60,7 @@ class TrainerSummary:
 class PodView:
     name: str
     role: str
-    generation: int
+    world: int  # read from the pod's elasticft.io/generation label (its wire name)
     index: int
     capacity_type: str
     phase: str
@@ -84,9 +84,9 @@ class PodView:
         termination, or a deletion (docs/worlds.md). A deletion (a user's `kubectl delete pod`, a drain,
         the node's loss) is a preemption on spot and on on-demand alike: the job did not fail, its
         trainer checkpoints on the SIGTERM, and no restart is spent. Deletion needs no check of who
-        deleted: the operator only deletes pods of a generation it has already left (it moves
+        deleted: the operator only deletes pods of a world it has already left (it moves
         `status.generation` on before it drains), or every pod when the job ends or is suspended, and
-        the reconciler counts deletions among the current generation's pods only."""
+        the reconciler counts deletions among the current world's pods only."""
         if self.disruption is not None:
             return self.disruption
         if self.deleting:
@@ -196,7 +196,7 @@ def pod_view(pod: Mapping[str, Any], terminating_nodes: Iterable[str] = ()) -> P
     return PodView(
         name=meta["name"],
         role=labels.get(LABEL_ROLE, ""),
-        generation=int(labels.get(LABEL_GENERATION, "0")),
+        world=int(labels.get(LABEL_GENERATION, "0")),
         index=int(labels.get(LABEL_INDEX, "0")),
         capacity_type=labels.get(LABEL_CAPACITY, ""),
         phase=status.get("phase") or "Pending",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 
 import kopf
 from prometheus_client import start_http_server
+
+from elasticft.logs import setup_logging
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -34,7 +35,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--metrics-address", default="0.0.0.0",
                         help="address /metrics listens on (the chart gives the pod IP)")
     parser.add_argument("--interval", type=float, default=None, help="seconds between reconciles of a job")
-    parser.add_argument("--verbose", "-v", action="store_true")
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="debug logging: every reconcile pass says which stage ended it and why")
     args = parser.parse_args(argv)
     if args.priority and args.peering is None:
         parser.error("--priority needs --peering NAME")
@@ -45,17 +47,13 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.interval is not None:
         os.environ["ELASTICFT_RECONCILE_INTERVAL"] = str(args.interval)
-    from elasticft.controller import handlers  # registers the handlers (after the interval is set)
+    from elasticft.controller import handlers  # noqa: F401  registers the handlers (after the interval is set)
     from elasticft.controller.kube import load_config
 
-    load_config()
-    handlers.kube()
+    setup_logging(args.verbose, operator=True)
+    load_config()  # before kopf starts: its startup handler makes the API client from this configuration
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.metrics_address)
-    kopf.configure(verbose=args.verbose)
-    if not args.verbose:
-        # A timer per job fires every few seconds; its "succeeded" lines would bury everything else.
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kopf.run(
         standalone=args.peering is None,
         peering_name=args.peering,

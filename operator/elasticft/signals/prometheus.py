@@ -40,10 +40,10 @@ class PrometheusReading:
         return self.step is None and self.samples_per_second is None
 
 
-def generation_rate_window(ready_since: Iterable[datetime | None], now: datetime,
+def world_rate_window(ready_since: Iterable[datetime | None], now: datetime,
                            longest_s: float = WINDOW_S) -> str | None:
-    """The rate window for the current generation: back to when its last worker became ready, at most
-    `longest_s`. Before that the world was not training at this size (the previous generation's
+    """The rate window for the current world: back to when its last worker became ready, at most
+    `longest_s`. Before that the world was not training at this size (the previous world's
     samples, or this one's start-up at zero), so a longer window would blend another world's rate into
     this size's throughput point. None while some worker is not ready (nothing to time yet)."""
     times = list(ready_since)

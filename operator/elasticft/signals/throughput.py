@@ -12,18 +12,18 @@ MIN_SPAN_S = 2.0
 
 @dataclass
 class StepRate:
-    """samples/s = Δstep × globalBatchSize / Δt over a sliding window of one generation's readings.
+    """samples/s = Δstep × globalBatchSize / Δt over a sliding window of one world's readings.
 
-    A reading from another generation restarts the window: each world size gets its own rate."""
+    A reading from another world restarts the window: each world size gets its own rate."""
 
     global_batch_size: int
-    generation: int = -1
+    world: int = -1
     readings: deque[tuple[float, int]] = field(default_factory=deque)
 
-    def add(self, generation: int, time_s: float, step: int) -> float | None:
+    def add(self, world: int, time_s: float, step: int) -> float | None:
         """Record the step seen at time_s; the rate over the window, or None until measurable."""
-        if generation != self.generation or (self.readings and step < self.readings[-1][1]):
-            self.generation = generation
+        if world != self.world or (self.readings and step < self.readings[-1][1]):
+            self.world = world
             self.readings.clear()
         self.readings.append((time_s, step))
         while len(self.readings) > 2 and time_s - self.readings[0][0] > WINDOW_S:
